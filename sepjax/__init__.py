@@ -1,0 +1,3 @@
+"""sepjax: SepReformer source separation in JAX/Equinox."""
+
+__version__ = "0.1.0"

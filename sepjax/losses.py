@@ -1,0 +1,164 @@
+"""Separation losses: pure, batched over leading axes, jit-safe, finite for every input.
+
+Shapes: waveforms are (..., time); stem-level losses take estimates and targets of shape
+(batch, stems, channels, time) and an optional validity mask (batch, stems).
+
+Silent targets. SI-SDR is undefined when a target is silent (a missing JaCappella part, or a
+stem switched off by subset mixing). A stem whose target energy E_s is at or below
+`silence_db` dB relative to the mixture energy E_x (or below an absolute floor) is scored
+instead by a bounded energy penalty on its estimate ŝ:
+
+    P(ŝ) = 10·log10(τ + E_ŝ / (E_ŝ + E_x + ε)),   τ = 10^(−max_silent_db/10)
+
+P lies in [−max_silent_db, 10·log10(1 + τ)] dB (−30 dB to ≈0 dB by default): it is lowest when
+the estimate is silent, cannot run to −∞ as −SI-SDR would, and is on the same dB scale as
+−SI-SDR so the two average together. The MR-STFT term is skipped for silent stems.
+"""
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from sepjax.stft import magnitude, stft
+
+EPS = 1e-8
+DEFAULT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+
+
+def _energy(x: Float[Array, "*lead time"]) -> Float[Array, "*lead"]:
+    return jnp.sum(jnp.square(x), axis=-1)
+
+
+def si_sdr(estimate: Float[Array, "*lead time"], target: Float[Array, "*lead time"],
+           eps: float = EPS) -> Float[Array, "*lead"]:
+    """Scale-invariant SDR in dB after removing each signal's mean."""
+    estimate = estimate - jnp.mean(estimate, axis=-1, keepdims=True)
+    target = target - jnp.mean(target, axis=-1, keepdims=True)
+    scale = jnp.sum(estimate * target, axis=-1, keepdims=True) / (_energy(target)[..., None] + eps)
+    projection = scale * target
+    return 10.0 * jnp.log10((_energy(projection) + eps) / (_energy(estimate - projection) + eps))
+
+
+def snr(estimate: Float[Array, "*lead time"], target: Float[Array, "*lead time"],
+        eps: float = EPS) -> Float[Array, "*lead"]:
+    """Plain signal-to-noise ratio in dB: ‖s‖² / ‖s − ŝ‖²."""
+    return 10.0 * jnp.log10((_energy(target) + eps) / (_energy(target - estimate) + eps))
+
+
+def stft_loss(estimate: Float[Array, "*lead time"], target: Float[Array, "*lead time"],
+              n_fft: int, hop: int) -> Float[Array, "*lead"]:
+    """Spectral convergence plus mean absolute log-magnitude distance at one resolution."""
+    est_mag = magnitude(stft(estimate, n_fft, hop))
+    tgt_mag = jax.lax.stop_gradient(magnitude(stft(target, n_fft, hop)))
+    diff = jnp.sqrt(jnp.sum(jnp.square(tgt_mag - est_mag), axis=(-2, -1)) + EPS)
+    norm = jnp.sqrt(jnp.sum(jnp.square(tgt_mag), axis=(-2, -1)) + EPS)
+    log_distance = jnp.mean(jnp.abs(jnp.log(tgt_mag) - jnp.log(est_mag)), axis=(-2, -1))
+    return diff / norm + log_distance
+
+
+def mr_stft_loss(estimate: Float[Array, "*lead time"], target: Float[Array, "*lead time"],
+                 resolutions: tuple[tuple[int, int], ...] = DEFAULT_RESOLUTIONS) -> Float[Array, "*lead"]:
+    """Multi-resolution STFT loss: the mean of `stft_loss` over (n_fft, hop) pairs, Hann window."""
+    return sum(stft_loss(estimate, target, n, h) for n, h in resolutions) / len(resolutions)
+
+
+def silent_penalty(estimate: Float[Array, "*lead time"], reference_energy: Float[Array, "*lead"],
+                   max_silent_db: float = 30.0) -> Float[Array, "*lead"]:
+    """Bounded energy penalty for an estimate whose target is silent (formula in the module doc)."""
+    tau = 10.0 ** (-max_silent_db / 10.0)
+    est_energy = _energy(estimate)
+    return 10.0 * jnp.log10(tau + est_energy / (est_energy + reference_energy + EPS))
+
+
+@dataclass(frozen=True)
+class CompositeLossConfig:
+    """−SI-SDR + stft_weight·MR-STFT per active stem; the silent-stem penalty elsewhere."""
+
+    stft_weight: float = 0.5
+    resolutions: tuple[tuple[int, int], ...] = DEFAULT_RESOLUTIONS
+    silence_db: float = -60.0
+    silence_floor: float = 1e-8
+    max_silent_db: float = 30.0
+
+
+def is_silent(targets: Float[Array, "*batch stems channels time"], config: CompositeLossConfig
+              ) -> Bool[Array, "*batch stems"]:
+    """Targets at or below `silence_db` relative to their mixture, or below an absolute floor."""
+    energy = jnp.sum(jnp.square(targets), axis=(-2, -1))
+    mixture_energy = jnp.sum(jnp.square(jnp.sum(targets, axis=-3)), axis=(-2, -1))
+    mean_power = energy / (targets.shape[-2] * targets.shape[-1])
+    relative = energy <= 10.0 ** (config.silence_db / 10.0) * mixture_energy[..., None]
+    return relative | (mean_power <= config.silence_floor)
+
+
+def stem_losses(estimates: Float[Array, "*batch stems channels time"],
+                targets: Float[Array, "*batch stems channels time"],
+                config: CompositeLossConfig = CompositeLossConfig()) -> dict[str, Array]:
+    """Per-stem loss terms, each of shape (*batch, stems), averaged over channels."""
+    silent = is_silent(targets, config)
+    mixture_energy = jnp.sum(jnp.square(jnp.sum(targets, axis=-3)), axis=(-2, -1))
+    neg_si_sdr = -jnp.mean(si_sdr(estimates, targets), axis=-1)
+    spectral = jnp.mean(mr_stft_loss(estimates, targets, config.resolutions), axis=-1)
+    flat_estimates = estimates.reshape(*estimates.shape[:-2], -1)
+    penalty = silent_penalty(flat_estimates, mixture_energy[..., None], config.max_silent_db)
+    active = neg_si_sdr + config.stft_weight * spectral
+    total = jnp.where(silent, penalty, active)
+    return {"loss": total, "neg_si_sdr": neg_si_sdr, "mr_stft": spectral, "silent_penalty": penalty,
+            "silent": silent}
+
+
+def masked_mean(values: Float[Array, "batch stems"], mask: Float[Array, "batch stems"] | None
+                ) -> Float[Array, ""]:
+    """Mean over valid stems of each example, then over examples that have any valid stem."""
+    if mask is None:
+        return jnp.mean(values)
+    mask = mask.astype(values.dtype)
+    valid = jnp.sum(mask, axis=-1)
+    per_example = jnp.sum(jnp.where(mask > 0, values, 0.0), axis=-1) / jnp.maximum(valid, 1.0)
+    has_any = (valid > 0).astype(values.dtype)
+    return jnp.sum(per_example * has_any) / jnp.maximum(jnp.sum(has_any), 1.0)
+
+
+def composite_loss(estimates: Float[Array, "batch stems channels time"],
+                   targets: Float[Array, "batch stems channels time"],
+                   mask: Float[Array, "batch stems"] | None = None,
+                   config: CompositeLossConfig = CompositeLossConfig()
+                   ) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """The training objective and its terms (each term averaged the same way, over valid stems)."""
+    terms = stem_losses(estimates, targets, config)
+    active_mask = ~terms["silent"]
+    if mask is not None:
+        active_mask = active_mask & (mask > 0)
+    summary = {
+        "neg_si_sdr": masked_mean(terms["neg_si_sdr"], active_mask),
+        "mr_stft": masked_mean(terms["mr_stft"], active_mask),
+        "silent_fraction": masked_mean(terms["silent"].astype(estimates.dtype), mask),
+    }
+    return masked_mean(terms["loss"], mask), summary
+
+
+def permutations(count: int) -> Int[np.ndarray, "perms count"]:
+    """Every ordering of `count` outputs, as a (count!, count) integer table."""
+    if count > 8:
+        raise ValueError(f"PIT over {count} outputs means {math.factorial(count)} permutations")
+    return np.array(list(itertools.permutations(range(count))), dtype=np.int32)
+
+
+def pit(pair_loss, estimates: Float[Array, "batch stems *rest"], targets: Float[Array, "batch stems *rest"]
+        ) -> tuple[Float[Array, " batch"], Int[Array, "batch stems"]]:
+    """Permutation-invariant loss: the best assignment of estimates to targets per example.
+
+    `pair_loss(estimate, target)` maps one (*rest) pair to a scalar. Returns the minimum mean
+    loss per example and the permutation `p` attaining it (estimate p[j] is matched to target j).
+    """
+    num = estimates.shape[1]
+    table = jnp.asarray(permutations(num))
+    matrix = jax.vmap(jax.vmap(jax.vmap(pair_loss, (None, 0)), (0, None)))(estimates, targets)
+    costs = jnp.mean(matrix[:, table, jnp.arange(num)], axis=-1)
+    best = jnp.argmin(costs, axis=-1)
+    return jnp.min(costs, axis=-1), table[best]

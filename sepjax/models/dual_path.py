@@ -1,0 +1,82 @@
+"""The design-card SepReformer, block by block.
+
+    mixture (C_in, T)
+      → ConvEncoder (K16 S8, GELU)            (L, dim)
+      → sep DualPathBlocks × num_sep_blocks    (L, dim)        stacked, one lax.scan
+      → GLUSplit                               (N, L, dim)
+      → rec DualPathBlocks × num_rec_blocks    (N, L, dim)     shared weights, vmap over stems
+      → ConvDecoder, vmapped over stems        (N, C_out, T')
+      → trim / pad to T                        (N, C_out, T)
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from sepjax.models.config import DualPathConfig
+from sepjax.nn.conv import ConvDecoder, ConvEncoder
+from sepjax.nn.dual_path import DualPathBlock
+from sepjax.nn.split import GLUSplit
+from sepjax.nn.stack import cast_floating, scan_blocks, stacked
+
+
+def fit_length(x: Float[Array, "*lead time"], length: int) -> Float[Array, "*lead length"]:
+    """Trim or zero-pad the last axis to `length`."""
+    have = x.shape[-1]
+    if have >= length:
+        return x[..., :length]
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - have)])
+
+
+class DualPathSepReformer(eqx.Module):
+    """One example in, `num_stems` waveforms out; callers `jax.vmap` over the batch."""
+
+    encoder: ConvEncoder
+    sep_blocks: DualPathBlock
+    split: GLUSplit
+    rec_blocks: DualPathBlock
+    decoder: ConvDecoder
+    config: DualPathConfig = eqx.field(static=True)
+
+    def __init__(self, config: DualPathConfig, *, key: PRNGKeyArray):
+        k_enc, k_sep, k_split, k_rec, k_dec = jax.random.split(key, 5)
+        c = config
+
+        def block(k):
+            return DualPathBlock(
+                c.dim, c.heads, c.ff_dim, c.chunk_size, dropout=c.dropout,
+                layer_scale_init=c.layer_scale_init, attention_impl=c.attention_impl, key=k,
+            )
+
+        self.encoder = ConvEncoder(c.in_channels, c.dim, c.encoder_kernel, c.encoder_stride, key=k_enc)
+        self.sep_blocks = stacked(block, c.num_sep_blocks, key=k_sep)
+        self.split = GLUSplit(c.dim, c.num_stems, key=k_split)
+        self.rec_blocks = stacked(block, c.num_rec_blocks, key=k_rec)
+        self.decoder = ConvDecoder(c.dim, c.out_channels, c.encoder_kernel, c.encoder_stride, key=k_dec)
+        self.config = config
+
+    def __call__(
+        self, mixture: Float[Array, "in_channels time"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "stems out_channels time"]:
+        c = self.config
+        if mixture.shape[0] != c.in_channels:
+            raise ValueError(f"expected {c.in_channels} input channel(s), got shape {mixture.shape}")
+        length = mixture.shape[-1]
+        if length < c.encoder_kernel:
+            raise ValueError(f"input of {length} samples is shorter than the encoder kernel {c.encoder_kernel}")
+        compute = jnp.dtype(c.dtype)
+        model = cast_floating(self, compute)
+        k_sep, k_rec = (None, None) if key is None else jax.random.split(key)
+
+        h = model.encoder(mixture.astype(compute))
+        h = scan_blocks(model.sep_blocks, h, lambda blk, x, k: blk(x, key=k), key=k_sep, remat=c.remat)
+        streams = model.split(h)
+
+        def per_stem(blk, x, k):
+            keys = None if k is None else jax.random.split(k, x.shape[0])
+            return jax.vmap(lambda s, kk: blk(s, key=kk))(x, keys)
+
+        streams = scan_blocks(model.rec_blocks, streams, per_stem, key=k_rec, remat=c.remat)
+        waves = jax.vmap(model.decoder)(streams)
+        return fit_length(waves, length).astype(mixture.dtype)

@@ -1,0 +1,59 @@
+"""Multi-head self-attention with RoPE, through `jax.nn.dot_product_attention`."""
+
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from sepjax.nn.rope import apply_rope
+
+AttentionImpl = Literal["auto", "xla", "cudnn"]
+
+
+def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype) -> Literal["xla", "cudnn"]:
+    """`auto` picks cuDNN's fused kernel on a GPU with a half-precision dtype, XLA elsewhere."""
+    if impl != "auto":
+        return impl
+    on_gpu = jax.default_backend() == "gpu"
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    return "cudnn" if on_gpu and half else "xla"
+
+
+class SelfAttention(eqx.Module):
+    """All heads in one fused projection; q and k rotated by RoPE when `rotary`."""
+
+    qkv: eqx.nn.Linear
+    out: eqx.nn.Linear
+    num_heads: int = eqx.field(static=True)
+    rotary: bool = eqx.field(static=True)
+    impl: AttentionImpl = eqx.field(static=True)
+
+    def __init__(
+        self, dim: int, num_heads: int, *, rotary: bool = True, impl: AttentionImpl = "auto",
+        key: PRNGKeyArray,
+    ):
+        k_qkv, k_out = jax.random.split(key)
+        self.qkv = eqx.nn.Linear(dim, 3 * dim, use_bias=False, key=k_qkv)
+        self.out = eqx.nn.Linear(dim, dim, use_bias=False, key=k_out)
+        self.num_heads = num_heads
+        self.rotary = rotary
+        self.impl = impl
+
+    def __check_init__(self):
+        dim = self.out.in_features
+        if dim % self.num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {self.num_heads}")
+
+    def __call__(self, x: Float[Array, "seq dim"]) -> Float[Array, "seq dim"]:
+        seq, dim = x.shape
+        head_dim = dim // self.num_heads
+        qkv = (x @ self.qkv.weight.T).reshape(seq, 3, self.num_heads, head_dim)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+        if self.rotary:
+            q, k = apply_rope(q), apply_rope(k)
+        attended = jax.nn.dot_product_attention(
+            q, k, v, implementation=resolve_attention_impl(self.impl, x.dtype)
+        )
+        return attended.reshape(seq, dim) @ self.out.weight.T

@@ -1,0 +1,42 @@
+"""Strided conv encoder and transposed-conv decoder between waveforms and latent frames.
+
+Parameters live in `eqx.nn.Conv1d` / `eqx.nn.ConvTranspose1d` (same layout, same init); the
+forward pass frames the signal by reshape and runs a matmul (plus overlap-add for the decoder),
+which XLA runs far faster on CPU than a strided or lhs-dilated convolution.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from sepjax.framing import frame, overlap_add
+
+
+class ConvEncoder(eqx.Module):
+    """Conv1d(in_channels→dim, K, S) then GELU; waveform (channels, T) → frames (L, dim)."""
+
+    conv: eqx.nn.Conv1d
+
+    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int, *, key: PRNGKeyArray):
+        self.conv = eqx.nn.Conv1d(in_channels, dim, kernel, stride=stride, key=key)
+
+    def __call__(self, x: Float[Array, "channels time"]) -> Float[Array, "frames dim"]:
+        frames = frame(x, self.conv.kernel_size[0], self.conv.stride[0])
+        h = jnp.einsum("clk,dck->ld", frames, self.conv.weight.astype(x.dtype))
+        return jax.nn.gelu(h + self.conv.bias[:, 0].astype(x.dtype))
+
+
+class ConvDecoder(eqx.Module):
+    """ConvTranspose1d(dim→out_channels, K, S); frames (L, dim) → waveform (channels, (L−1)S+K)."""
+
+    conv: eqx.nn.ConvTranspose1d
+
+    def __init__(self, dim: int, out_channels: int, kernel: int, stride: int, *, key: PRNGKeyArray):
+        self.conv = eqx.nn.ConvTranspose1d(dim, out_channels, kernel, stride=stride, key=key)
+
+    def __call__(self, h: Float[Array, "frames dim"]) -> Float[Array, "channels time"]:
+        # eqx's transposed conv is the transpose of a conv with the kernel flipped.
+        weight = jnp.flip(self.conv.weight, axis=-1).astype(h.dtype)
+        frames = jnp.einsum("ld,cdk->clk", h, weight)
+        return overlap_add(frames, self.conv.stride[0]) + self.conv.bias.astype(h.dtype)

@@ -1,0 +1,52 @@
+"""Dual-path block (Luo & Mesgarani, 2020): attention within chunks, then across chunks."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from sepjax.nn.attention import AttentionImpl
+from sepjax.nn.transformer import TransformerBlock
+
+
+def pad_to_multiple(x: Float[Array, "frames dim"], multiple: int) -> Float[Array, "padded dim"]:
+    """Zero-pad the frame axis up to the next multiple of `multiple`."""
+    pad = -x.shape[0] % multiple
+    return jnp.pad(x, ((0, pad), (0, 0))) if pad else x
+
+
+class DualPathBlock(eqx.Module):
+    """Intra-chunk transformer over (chunks, K, dim), then inter-chunk over (K, chunks, dim)."""
+
+    intra: TransformerBlock
+    inter: TransformerBlock
+    chunk_size: int = eqx.field(static=True)
+
+    def __init__(
+        self, dim: int, num_heads: int, ff_dim: int, chunk_size: int, *, dropout: float = 0.0,
+        layer_scale_init: float = 1e-4, attention_impl: AttentionImpl = "auto",
+        key: PRNGKeyArray,
+    ):
+        k_intra, k_inter = jax.random.split(key)
+        kwargs = dict(dropout=dropout, layer_scale_init=layer_scale_init,
+                      attention_impl=attention_impl)
+        self.intra = TransformerBlock(dim, num_heads, ff_dim, key=k_intra, **kwargs)
+        self.inter = TransformerBlock(dim, num_heads, ff_dim, key=k_inter, **kwargs)
+        self.chunk_size = chunk_size
+
+    def __call__(
+        self, x: Float[Array, "frames dim"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "frames dim"]:
+        frames, dim = x.shape
+        padded = pad_to_multiple(x, self.chunk_size)
+        chunks = padded.reshape(-1, self.chunk_size, dim)
+        num_chunks = chunks.shape[0]
+        if key is None:
+            intra_keys = inter_keys = None
+        else:
+            k_intra, k_inter = jax.random.split(key)
+            intra_keys = jax.random.split(k_intra, num_chunks)
+            inter_keys = jax.random.split(k_inter, self.chunk_size)
+        chunks = jax.vmap(lambda c, k: self.intra(c, key=k))(chunks, intra_keys)
+        across = jax.vmap(lambda c, k: self.inter(c, key=k))(chunks.transpose(1, 0, 2), inter_keys)
+        return across.transpose(1, 0, 2).reshape(-1, dim)[:frames]
