@@ -16,7 +16,9 @@ def count_frames(length: int, frame_length: int, hop: int) -> int:
     return max((length - frame_length) // hop + 1, 0)
 
 
-def frame(x: Shaped[Array, "*lead time"], frame_length: int, hop: int) -> Shaped[Array, "*lead frames frame_length"]:
+def frame(
+    x: Shaped[Array, "*lead time"], frame_length: int, hop: int
+) -> Shaped[Array, "*lead frames frame_length"]:
     """All full frames of the last axis; a ragged tail shorter than a frame is dropped."""
     *lead, length = x.shape
     frames = count_frames(length, frame_length, hop)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from sepjax.stft import magnitude, stft
 
@@ -105,14 +105,15 @@ def stem_losses(estimates: Float[Array, "*batch stems channels time"],
     neg_si_sdr = -jnp.mean(si_sdr(estimates, targets), axis=-1)
     spectral = jnp.mean(mr_stft_loss(estimates, targets, config.resolutions), axis=-1)
     flat_estimates = estimates.reshape(*estimates.shape[:-2], -1)
-    penalty = silent_penalty(flat_estimates, mixture_energy[..., None], config.max_silent_db)
+    reference = jnp.broadcast_to(mixture_energy[..., None], silent.shape)
+    penalty = silent_penalty(flat_estimates, reference, config.max_silent_db)
     active = neg_si_sdr + config.stft_weight * spectral
     total = jnp.where(silent, penalty, active)
     return {"loss": total, "neg_si_sdr": neg_si_sdr, "mr_stft": spectral, "silent_penalty": penalty,
             "silent": silent}
 
 
-def masked_mean(values: Float[Array, "batch stems"], mask: Float[Array, "batch stems"] | None
+def masked_mean(values: Float[Array, "batch stems"], mask: Shaped[Array, "batch stems"] | None
                 ) -> Float[Array, ""]:
     """Mean over valid stems of each example, then over examples that have any valid stem."""
     if mask is None:
@@ -137,7 +138,7 @@ def composite_loss(estimates: Float[Array, "batch stems channels time"],
     summary = {
         "neg_si_sdr": masked_mean(terms["neg_si_sdr"], active_mask),
         "mr_stft": masked_mean(terms["mr_stft"], active_mask),
-        "silent_fraction": masked_mean(terms["silent"].astype(estimates.dtype), mask),
+            "silent_fraction": masked_mean(terms["silent"].astype(estimates.dtype), mask),
     }
     return masked_mean(terms["loss"], mask), summary
 

@@ -64,7 +64,9 @@ class DualPathSepReformer(eqx.Module):
             raise ValueError(f"expected {c.in_channels} input channel(s), got shape {mixture.shape}")
         length = mixture.shape[-1]
         if length < c.encoder_kernel:
-            raise ValueError(f"input of {length} samples is shorter than the encoder kernel {c.encoder_kernel}")
+            raise ValueError(
+                f"input of {length} samples is shorter than the encoder kernel {c.encoder_kernel}"
+            )
         compute = jnp.dtype(c.dtype)
         model = cast_floating(self, compute)
         k_sep, k_rec = (None, None) if key is None else jax.random.split(key)

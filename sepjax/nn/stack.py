@@ -1,12 +1,12 @@
 """Repeated layers as one stacked module run by `lax.scan`, so a deep stack compiles once."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PRNGKeyArray, PyTree
+from jaxtyping import PRNGKeyArray, PyTree
 
 M = TypeVar("M", bound=eqx.Module)
 X = TypeVar("X")
@@ -39,7 +39,7 @@ def scan_blocks(
 def cast_floating(tree: PyTree, dtype: jnp.dtype) -> PyTree:
     """Cast every floating array leaf to `dtype` (a no-op for float32 models run in float32)."""
 
-    def cast(leaf: Array) -> Array:
+    def cast(leaf: Any) -> Any:
         if eqx.is_inexact_array(leaf) and leaf.dtype != dtype:
             return leaf.astype(dtype)
         return leaf

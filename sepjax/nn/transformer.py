@@ -49,8 +49,8 @@ class TransformerBlock(eqx.Module):
         self.attn = SelfAttention(dim, num_heads, impl=attention_impl, key=k_attn)
         self.norm_ff = LayerNorm(dim)
         self.ff = SnakeFeedForward(dim, ff_dim, key=k_ff)
-        self.scale_attn = jnp.full(dim, layer_scale_init)
-        self.scale_ff = jnp.full(dim, layer_scale_init)
+        self.scale_attn = jnp.full(dim, layer_scale_init, dtype=jnp.float32)
+        self.scale_ff = jnp.full(dim, layer_scale_init, dtype=jnp.float32)
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(

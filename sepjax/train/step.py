@@ -2,7 +2,6 @@
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
@@ -41,6 +40,6 @@ def _donating_step(batch: Batch, state: TrainState, optimizer: optax.GradientTra
     params = eqx.filter(state.model, eqx.is_inexact_array)
     updates, opt_state = optimizer.update(grads, state.opt_state, params)
     model = eqx.apply_updates(state.model, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **terms,
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **terms,
                "si_sdr": -terms["neg_si_sdr"]}
     return TrainState(state.step + 1, model, opt_state, state.key), metrics

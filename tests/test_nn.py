@@ -1,0 +1,174 @@
+"""Layer checks against independent references: equinox's own layers, NumPy, textbook formulas."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sepjax.framing import count_frames, frame, overlap_add
+from sepjax.nn.attention import SelfAttention
+from sepjax.nn.conv import ConvDecoder, ConvEncoder
+from sepjax.nn.dual_path import DualPathBlock, pad_to_multiple
+from sepjax.nn.norm import LayerNorm
+from sepjax.nn.rope import apply_rope
+from sepjax.nn.snake import Snake, fast_sin, snake
+from sepjax.nn.split import GLUSplit
+from sepjax.nn.stack import scan_blocks, stacked
+from sepjax.nn.transformer import TransformerBlock
+
+
+def test_fast_sin_matches_numpy_over_wide_range():
+    y = np.concatenate([np.linspace(-50, 50, 100_001), [0.0, np.pi / 2, -np.pi, 1e3]]).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(fast_sin(jnp.asarray(y))), np.sin(y.astype(np.float64)),
+                               atol=2e-6)
+
+
+def test_snake_value_and_gradients_match_formula(key):
+    x = jax.random.normal(key, (32, 8)) * 3
+    alpha = jnp.linspace(0.2, 3.0, 8)
+
+    def reference(x, a):
+        return x + np.sin(a * x) ** 2 / (a + 1e-6)
+
+    np.testing.assert_allclose(snake(x, alpha, 1e-6), reference(np.asarray(x), np.asarray(alpha)),
+                               atol=1e-5)
+
+    def exact(x, a):
+        return jnp.sum(jnp.tanh(x + jnp.sin(a * x) ** 2 / (a + 1e-6)))
+
+    def ours(x, a):
+        return jnp.sum(jnp.tanh(snake(x, a, 1e-6)))
+
+    for arg in (0, 1):
+        np.testing.assert_allclose(jax.grad(ours, arg)(x, alpha), jax.grad(exact, arg)(x, alpha),
+                                   atol=1e-4)
+
+
+def test_snake_starts_at_alpha_one_and_is_identity_plus_nonnegative():
+    layer = Snake(5)
+    np.testing.assert_array_equal(layer.alpha, np.ones(5))
+    x = jnp.linspace(-4, 4, 40).reshape(8, 5)
+    assert bool(jnp.all(layer(x) >= x - 1e-6))
+
+
+def test_rope_matches_equinox_rotary_embedding(key):
+    seq, heads, head_dim = 13, 3, 8
+    x = jax.random.normal(key, (seq, heads, head_dim))
+    reference = jax.vmap(eqx.nn.RotaryPositionalEmbedding(head_dim), in_axes=1, out_axes=1)(x)
+    np.testing.assert_allclose(apply_rope(x), reference, atol=1e-5)
+
+
+def test_rope_preserves_norm_and_encodes_relative_position(key):
+    q = jax.random.normal(key, (1, 1, 16))
+    k = jax.random.normal(jax.random.fold_in(key, 1), (1, 1, 16))
+    np.testing.assert_allclose(jnp.linalg.norm(apply_rope(jnp.tile(q, (9, 1, 1))), axis=-1),
+                               jnp.linalg.norm(jnp.tile(q, (9, 1, 1)), axis=-1), rtol=1e-5)
+    rq = apply_rope(jnp.tile(q, (12, 1, 1)))[:, 0]
+    rk = apply_rope(jnp.tile(k, (12, 1, 1)))[:, 0]
+    # <R_m q, R_n k> depends only on m − n.
+    np.testing.assert_allclose(rq[5] @ rk[2], rq[9] @ rk[6], rtol=1e-4)
+
+
+def test_attention_matches_per_head_numpy_softmax(key):
+    attn = SelfAttention(16, 4, rotary=False, impl="xla", key=key)
+    x = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (7, 16)))
+    wq, wk, wv = np.split(np.asarray(attn.qkv.weight), 3, axis=0)
+    heads = []
+    for h in range(4):
+        sl = slice(4 * h, 4 * h + 4)
+        q, k, v = x @ wq[sl].T, x @ wk[sl].T, x @ wv[sl].T
+        logits = q @ k.T / 2.0
+        w = np.exp(logits - logits.max(-1, keepdims=True))
+        heads.append((w / w.sum(-1, keepdims=True)) @ v)
+    expected = np.concatenate(heads, axis=-1) @ np.asarray(attn.out.weight).T
+    np.testing.assert_allclose(attn(jnp.asarray(x)), expected, atol=1e-5)
+
+
+def test_layernorm_matches_equinox(key):
+    x = jax.random.normal(key, (5, 12)) * 4 + 2
+    np.testing.assert_allclose(LayerNorm(12)(x), jax.vmap(eqx.nn.LayerNorm(12))(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("length,frame_length,hop", [(100, 16, 8), (101, 12, 5), (64, 7, 3), (50, 4, 6)])
+def test_frame_and_overlap_add_match_numpy(key, length, frame_length, hop):
+    x = np.asarray(jax.random.normal(key, (2, length)))
+    n = count_frames(length, frame_length, hop)
+    expected = np.stack([x[:, i * hop : i * hop + frame_length] for i in range(n)], axis=1)
+    frames = frame(jnp.asarray(x), frame_length, hop)
+    np.testing.assert_array_equal(frames, expected)
+    summed = np.zeros((2, (n - 1) * hop + frame_length), np.float32)
+    for i in range(n):
+        summed[:, i * hop : i * hop + frame_length] += expected[:, i]
+    np.testing.assert_allclose(overlap_add(frames, hop), summed, atol=1e-6)
+
+
+def test_frame_rejects_signal_shorter_than_a_frame():
+    with pytest.raises(ValueError, match="shorter than one frame"):
+        frame(jnp.zeros(5), 8, 4)
+
+
+@pytest.mark.parametrize(
+    "in_channels,kernel,stride,length", [(1, 16, 8, 1001), (2, 16, 8, 160), (1, 12, 5, 333)]
+)
+def test_conv_encoder_and_decoder_match_equinox_convs(key, in_channels, kernel, stride, length):
+    enc = ConvEncoder(in_channels, 6, kernel, stride, key=key)
+    x = jax.random.normal(jax.random.fold_in(key, 1), (in_channels, length))
+    h = enc(x)
+    np.testing.assert_allclose(h, jax.nn.gelu(enc.conv(x).T), atol=1e-5)
+    dec = ConvDecoder(6, in_channels, kernel, stride, key=jax.random.fold_in(key, 2))
+    np.testing.assert_allclose(dec(h), dec.conv(h.T), atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [1, 15, 16, 17, 50])
+def test_chunk_padding_round_trip(frames):
+    x = jnp.arange(frames * 3, dtype=jnp.float32).reshape(frames, 3)
+    padded = pad_to_multiple(x, 16)
+    assert padded.shape[0] % 16 == 0 and padded.shape[0] - frames < 16
+    np.testing.assert_array_equal(padded.reshape(-1, 16, 3).reshape(-1, 3)[:frames], x)
+    np.testing.assert_array_equal(padded[frames:], 0)
+
+
+@pytest.mark.parametrize("frames", [5, 16, 37])
+def test_dual_path_block_is_identity_with_zero_layer_scale(key, frames):
+    block = DualPathBlock(8, 2, 16, 16, layer_scale_init=0.0, key=key)
+    x = jax.random.normal(key, (frames, 8))
+    np.testing.assert_allclose(block(x), x, atol=1e-6)
+
+
+def test_dual_path_block_mixes_within_and_across_chunks(key):
+    block = DualPathBlock(8, 2, 16, 4, layer_scale_init=1.0, key=key)
+    x = jax.random.normal(key, (16, 8))
+    jac = jax.jacobian(lambda v: block(v)[0, 0])(x)
+    assert float(jnp.abs(jac[3]).sum()) > 0  # same chunk
+    assert float(jnp.abs(jac[12]).sum()) > 0  # reached through the inter-chunk pass
+
+
+def test_transformer_block_layer_scale_init(key):
+    block = TransformerBlock(8, 2, 16, key=key)
+    np.testing.assert_allclose(block.scale_attn, np.full(8, 1e-4))
+    assert block.scale_attn.dtype == jnp.float32
+
+
+def test_glu_split_matches_formula(key):
+    split = GLUSplit(4, 3, key=key)
+    h = np.asarray(jax.random.normal(key, (5, 4)))
+    z = h @ np.asarray(split.gate.weight).T + np.asarray(split.gate.bias)
+    gated = 1 / (1 + np.exp(-z[:, :4])) * z[:, 4:]
+    streams = gated @ np.asarray(split.expand.weight).T + np.asarray(split.expand.bias)
+    out = split(jnp.asarray(h))
+    assert out.shape == (3, 5, 4)
+    np.testing.assert_allclose(out, streams.reshape(5, 3, 4).transpose(1, 0, 2), atol=1e-5)
+
+
+def test_scan_over_stacked_blocks_equals_python_loop(key):
+    blocks = stacked(lambda k: TransformerBlock(8, 2, 16, layer_scale_init=0.5, key=k), 3, key=key)
+    x = jax.random.normal(key, (10, 8))
+    scanned = scan_blocks(blocks, x, lambda b, v, k: b(v), key=None)
+    looped = x
+    for i in range(3):
+        layer = jax.tree.map(lambda a, i=i: a[i] if eqx.is_array(a) else a, blocks)
+        looped = layer(looped)
+    np.testing.assert_allclose(scanned, looped, atol=1e-5)
+    rematted = scan_blocks(blocks, x, lambda b, v, k: b(v), key=None, remat=True)
+    np.testing.assert_allclose(rematted, scanned, atol=1e-6)
