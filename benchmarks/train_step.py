@@ -1,0 +1,127 @@
+"""Train-step throughput: compile time, median step time and segments/s.
+
+    python benchmarks/train_step.py                          # sepjax only, the default configuration
+    python benchmarks/train_step.py --compare-seed           # against ../shared/bench/seed_tutorial.py
+    python benchmarks/train_step.py --model sepreformer-dp --dim 256 --ff 1024 --heads 8 --stems 5
+
+Both implementations run as fresh subprocesses at the same configuration, alternating, for
+`--rounds` rounds; the figures are medians over rounds. The last line printed is one JSON object
+with both raw figures and `ratio` = sepjax segments/s ÷ seed segments/s.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_SCRIPT = ROOT.parent / "shared" / "bench" / "seed_tutorial.py"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sepreformer-dp", help="registered model name")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--ff", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--stems", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--sr", type=int, default=16000)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per round, after one compile step")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--compare-seed", action="store_true")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    if args.model.startswith("sepreformer-dp"):
+        return dict(dim=args.dim, ff_dim=args.ff, heads=args.heads, chunk_size=args.chunk,
+                    num_stems=args.stems, dtype=args.dtype)
+    return dict(num_stems=args.stems, dtype=args.dtype)
+
+
+def run_worker(args: argparse.Namespace) -> dict:
+    """Time sepjax's train step in this process."""
+    import jax
+    import numpy as np
+
+    from sepjax.models import build_model, count_params, get_config
+    from sepjax.train import Batch, TrainState, make_optimizer, train_step
+
+    config = get_config(args.model, **model_overrides(args))
+    model = build_model(config, key=jax.random.PRNGKey(0))
+    optimizer = make_optimizer()
+    state = TrainState.create(model, optimizer, key=jax.random.PRNGKey(0))
+    length = int(args.seconds * args.sr)
+    rng = np.random.default_rng(0)
+    targets = rng.standard_normal((args.batch, config.num_stems, config.in_channels, length)) * 0.1
+    batch = Batch.from_targets(targets.astype(np.float32))
+
+    start = time.perf_counter()
+    state, metrics = train_step(optimizer, state, batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        state, metrics = train_step(optimizer, state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    step_s = statistics.median(times)
+    return {"impl": "sepjax", "model": args.model, "params": count_params(model),
+            "compile_s": round(compile_s, 3), "step_s": round(step_s, 4),
+            "segments_per_s": round(args.batch / step_s, 3), "device": str(jax.devices()[0])}
+
+
+def last_json(cmd: list[str]) -> dict:
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ})
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_worker(args)))
+        return {}
+    shared = ["--seconds", str(args.seconds), "--sr", str(args.sr), "--batch", str(args.batch),
+              "--steps", str(args.steps)]
+    ours_cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--dim", str(args.dim),
+                "--ff", str(args.ff), "--heads", str(args.heads), "--chunk", str(args.chunk),
+                "--stems", str(args.stems), "--dtype", args.dtype, *shared]
+    seed_cmd = [sys.executable, str(SEED_SCRIPT), "--dim", str(args.dim), "--ff", str(args.ff),
+                "--heads", str(args.heads), "--chunk", str(args.chunk), "--stems", str(args.stems), *shared]
+    if args.compare_seed and not SEED_SCRIPT.exists():
+        raise SystemExit(f"--compare-seed needs the yardstick at {SEED_SCRIPT}")
+    ours, seed = [], []
+    for r in range(args.rounds):
+        ours.append(last_json(ours_cmd))
+        print(f"round {r + 1}: sepjax {ours[-1]['segments_per_s']} seg/s", end="", flush=True)
+        if args.compare_seed:
+            seed.append(last_json(seed_cmd))
+            print(f", seed {seed[-1]['segments_per_s']} seg/s", end="", flush=True)
+        print()
+
+    def summary(runs: list[dict]) -> dict:
+        return {k: statistics.median(r[k] for r in runs) for k in ("compile_s", "step_s", "segments_per_s")}
+
+    result = {"config": {k: v for k, v in vars(args).items() if k not in ("worker", "compare_seed")},
+              "params": ours[0]["params"], "device": ours[0]["device"], "sepjax": summary(ours)}
+    if args.compare_seed:
+        result["seed"] = summary(seed)
+        result["ratio"] = round(result["sepjax"]["segments_per_s"] / result["seed"]["segments_per_s"], 3)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
