@@ -1,0 +1,139 @@
+"""The track index: every layout becomes one list of tracks, built from file headers and cached.
+
+The cache (`.sepjax-index-<layout>.json` next to the data) stores each file's size and mtime;
+any change to them, or to the set of files, rebuilds the index.
+"""
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sepjax.audio import AudioError, info
+from sepjax.data.layouts import Layout, LayoutError
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StemFile:
+    path: str
+    frames: int
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class Track:
+    """One song/utterance: its stems (missing ones are simply absent) and shared audio facts."""
+
+    track_id: str
+    split: str
+    stems: dict[str, StemFile]
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass
+class TrackIndex:
+    """All tracks of a dataset plus what was skipped while indexing, and why."""
+
+    root: str
+    layout: str
+    stems: tuple[str, ...]
+    tracks: list[Track]
+    skipped: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> list[Track]:
+        return [t for t in self.tracks if t.split == name]
+
+    def splits(self) -> list[str]:
+        return sorted({t.split for t in self.tracks})
+
+
+def _fingerprint(paths: Iterable[Path]) -> str:
+    digest = hashlib.sha256()
+    for p in sorted(paths):
+        st = p.stat()
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _load_track(track_id: str, split: str, files: dict[str, Path], expected_sr: int | None) -> Track:
+    stems = {}
+    for name, path in files.items():
+        meta = info(path)
+        stems[name] = StemFile(str(path), meta.frames, meta.samplerate, meta.channels)
+    if not stems:
+        raise AudioError(f"{track_id}: no stem files found")
+    rates = {s.sample_rate for s in stems.values()}
+    if len(rates) > 1:
+        raise AudioError(f"{track_id}: stems have different sample rates {sorted(rates)}")
+    rate = rates.pop()
+    if expected_sr is not None and rate != expected_sr:
+        raise AudioError(f"{track_id}: sample rate {rate} Hz, expected {expected_sr} Hz")
+    lengths = {name: s.frames for name, s in stems.items()}
+    if len(set(lengths.values())) > 1:
+        raise AudioError(f"{track_id}: stems of unequal length {lengths}")
+    channels = max(s.channels for s in stems.values())
+    return Track(track_id, split, stems, rate, next(iter(lengths.values())), channels)
+
+
+def build_index(root: str | Path, layout: Layout, *, expected_sample_rate: int | None = None,
+                use_cache: bool = True) -> TrackIndex:
+    """Index `root` with `layout`; tracks that fail a check are skipped and listed in `.skipped`."""
+    root = Path(root)
+    entries = list(layout.scan(root))
+    if not entries:
+        raise LayoutError(f"{root}: no tracks found for layout {layout.name!r}")
+    all_files = [p for _, _, files in entries for p in files.values()]
+    key = {"version": CACHE_VERSION, "layout": asdict(layout), "expected_sr": expected_sample_rate,
+           "fingerprint": _fingerprint(all_files), "entries": [[t, s, sorted(map(str, f.values()))]
+                                                              for t, s, f in entries]}
+    key = json.loads(json.dumps(key))  # compare like with like after the JSON round trip
+    cache = root / f".sepjax-index-{layout.name}.json"
+    if use_cache and cache.exists():
+        try:
+            stored = json.loads(cache.read_text())
+            if stored.get("key") == key:
+                return _from_json(stored["index"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # a damaged cache is rebuilt below
+    tracks, skipped = [], []
+    for track_id, split, files in entries:
+        try:
+            tracks.append(_load_track(track_id, split, files, expected_sample_rate))
+        except AudioError as err:
+            skipped.append(str(err))
+    if not tracks:
+        raise LayoutError(f"{root}: no usable tracks; problems: " + "; ".join(skipped[:5]))
+    index = TrackIndex(str(root), layout.name, layout.stems, tracks, skipped)
+    if use_cache:
+        _write_json_atomic(cache, {"key": key, "index": _to_json(index)})
+    return index
+
+
+def _to_json(index: TrackIndex) -> dict:
+    return {**asdict(index), "stems": list(index.stems)}
+
+
+def _from_json(data: dict) -> TrackIndex:
+    tracks = [Track(t["track_id"], t["split"], {k: StemFile(**v) for k, v in t["stems"].items()},
+                    t["sample_rate"], t["frames"], t["channels"]) for t in data["tracks"]]
+    return TrackIndex(data["root"], data["layout"], tuple(data["stems"]), tracks, list(data["skipped"]))
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only dataset simply goes uncached

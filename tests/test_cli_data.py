@@ -1,0 +1,42 @@
+"""`sepjax data …` end to end on small fixtures."""
+
+import numpy as np
+from fixtures import make_jacappella, make_musdb
+
+from sepjax.audio import read
+from sepjax.cli import main
+
+
+def test_data_index_prints_a_summary(tmp_path, capsys):
+    make_jacappella(tmp_path / "jc")
+    assert main(["data", "index", str(tmp_path / "jc"), "--layout", "jacappella"]) == 0
+    out = capsys.readouterr().out
+    assert "4 tracks" in out and "test" in out and "48000 Hz" in out
+    assert "alto" in out and "finger_snap" in out  # extra stem reported
+
+
+def test_data_index_errors_name_the_problem(tmp_path, capsys):
+    assert main(["data", "index", str(tmp_path / "missing"), "--layout", "musdb"]) == 2
+    assert "missing: dataset root is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "index", str(tmp_path / "empty"), "--layout", "musdb"]) == 2
+    assert "no tracks found" in capsys.readouterr().err
+    assert main(["data", "index", str(tmp_path), "--layout", "nope"]) == 2
+    assert "unknown layout 'nope'" in capsys.readouterr().err
+
+
+def test_data_preview_writes_segments_and_tensorboard_and_refuses_overwrite(tmp_path, capsys):
+    make_musdb(tmp_path / "musdb")
+    out = tmp_path / "preview"
+    args = ["data", "preview", str(tmp_path / "musdb"), "--layout", "musdb", "--out", str(out), "--count", "2",
+            "--seconds", "0.5", "--sample-rate", "22050", "--channels", "2", "--swap", "0.5", "--flip", "0.5"]
+    assert main(args) == 0
+    segment = out / "segment_00"
+    mixture, sr = read(segment / "mixture.wav")
+    present = [segment / f"{n}.wav" for n in ("vocals", "drums", "bass", "other")]
+    stems = sum(read(p)[0] for p in present if p.exists())
+    assert sr == 22050 and mixture.shape == (2, 11025)
+    np.testing.assert_allclose(mixture, stems, atol=1e-5)
+    assert any((out / "tensorboard").iterdir())
+    assert main(args) == 2
+    assert "not empty" in capsys.readouterr().err

@@ -1,0 +1,256 @@
+"""Data layer: indexes for every layout, caching, segment reads, the grain pipeline, augmentations."""
+
+import os
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+from fixtures import make_2mix, make_jacappella, make_musdb, make_stems, tone, write_track
+
+from sepjax.audio import AudioError, read, read_segment, resample, write
+from sepjax.data.augment import AugmentConfig, augment_stems
+from sepjax.data.index import build_index
+from sepjax.data.layouts import LayoutError, get_layout
+from sepjax.data.pipeline import PipelineConfig, SegmentSampler, training_dataset
+
+
+def take(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def test_jacappella_index_splits_missing_and_extra_stems(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    by_id = {t.track_id: t for t in index.tracks}
+    assert sorted(by_id) == ["jazz/song_c", "jazz/song_d", "pop/song_a", "pop/song_b"]
+    assert by_id["jazz/song_c"].split == "test" and by_id["pop/song_a"].split == "train"
+    assert "alto" not in by_id["pop/song_b"].stems
+    assert "finger_snap" in by_id["jazz/song_d"].stems and "finger_snap" not in index.stems
+    assert "mixture" not in by_id["jazz/song_d"].stems
+    track = by_id["pop/song_a"]
+    assert (track.sample_rate, track.frames, track.channels) == (48000, 72000, 1)
+    assert index.stems[:5] == ("lead_vocal", "soprano", "alto", "tenor", "bass")
+
+
+def test_jacappella_accepts_any_test_list_file(tmp_path):
+    root = make_jacappella(tmp_path / "jc")
+    (tmp_path / "mine.txt").write_text("song_a\nsong_b\n")
+    index = build_index(root, get_layout("jacappella", test_list=str(tmp_path / "mine.txt")), use_cache=False)
+    assert sorted(t.track_id for t in index.split("test")) == ["pop/song_a", "pop/song_b"]
+
+
+def test_musdb_index_is_stereo_with_the_validation_subset(tmp_path):
+    index = build_index(make_musdb(tmp_path / "musdb"), get_layout("musdb"))
+    splits = {t.track_id: t.split for t in index.tracks}
+    assert splits == {"train/Track One": "train", "train/Leaf - Summerghost": "valid", "test/Track Three": "test"}
+    assert all(t.channels == 2 and t.sample_rate == 44100 for t in index.tracks)
+    assert index.stems == ("vocals", "drums", "bass", "other")
+
+
+def test_stems_and_2mix_layouts(tmp_path):
+    stems = build_index(make_stems(tmp_path / "s"), get_layout("stems", stems=("vocals", "accompaniment")))
+    assert [t.split for t in stems.tracks] == ["train", "train", "test"]
+    assert set(stems.tracks[0].stems) == {"vocals", "accompaniment"}
+    mix = build_index(make_2mix(tmp_path / "w"), get_layout("2mix"))
+    assert sorted({t.split for t in mix.tracks}) == ["test", "train", "valid"]
+    assert len(mix.tracks) == 6 and set(mix.tracks[0].stems) == {"s1", "s2"}
+    with pytest.raises(LayoutError, match="needs the stem names"):
+        get_layout("stems")
+
+
+def test_index_cache_is_reused_and_invalidated_by_size_or_mtime(tmp_path, monkeypatch):
+    root = make_jacappella(tmp_path / "jc")
+    layout = get_layout("jacappella")
+    first = build_index(root, layout)
+    assert (root / ".sepjax-index-jacappella.json").exists()
+
+    def no_decoding(path):
+        raise AssertionError(f"cache miss read {path}")
+
+    monkeypatch.setattr("sepjax.data.index.info", no_decoding)
+    assert build_index(root, layout).tracks == first.tracks
+    monkeypatch.undo()
+    target = root / "pop/song_a/soprano.wav"
+    sf.write(target, tone(2.0, 48000, 523), 48000, subtype="FLOAT")  # new size
+    rebuilt = build_index(root, layout)
+    assert rebuilt.skipped and "pop/song_a" in rebuilt.skipped[0]  # now unequal lengths
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # same size, new mtime
+    monkeypatch.setattr("sepjax.data.index.info", no_decoding)
+    with pytest.raises(AssertionError, match="cache miss"):
+        build_index(root, layout)
+
+
+def test_bad_files_are_skipped_and_named(tmp_path):
+    root = make_jacappella(tmp_path / "jc")
+    (root / "pop/song_a/alto.wav").write_bytes(b"not audio at all")
+    sf.write(root / "jazz/song_c/bass.wav", tone(1.5, 44100, 131), 44100)
+    index = build_index(root, get_layout("jacappella"), use_cache=False)
+    assert {t.track_id for t in index.tracks} == {"pop/song_b", "jazz/song_d"}
+    joined = "\n".join(index.skipped)
+    assert "alto.wav" in joined and "not readable" in joined
+    assert "jazz/song_c" in joined and "different sample rates" in joined
+
+
+def test_expected_sample_rate_and_empty_or_unknown_roots(tmp_path):
+    root = make_jacappella(tmp_path / "jc")
+    with pytest.raises(LayoutError, match="no usable tracks.*expected 16000 Hz"):
+        build_index(root, get_layout("jacappella"), expected_sample_rate=16000, use_cache=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LayoutError, match="no tracks found"):
+        build_index(tmp_path / "empty", get_layout("musdb"))
+    with pytest.raises(LayoutError, match="unknown layout 'foo'"):
+        get_layout("foo")
+    with pytest.raises(AudioError, match="nope.wav"):
+        read(tmp_path / "nope.wav")
+
+
+def test_segment_read_equals_slice_of_full_decode(tmp_path):
+    path = tmp_path / "x.wav"
+    sf.write(path, tone(2.0, 16000, 300, channels=2), 16000, subtype="FLOAT")
+    full, _ = read(path)
+    segment = read_segment(path, 0.5, 8000, 16000, channels=2)
+    np.testing.assert_array_equal(segment, full[:, 8000:16000])
+    mono = read_segment(path, 0.5, 8000, 16000, channels=1)
+    np.testing.assert_allclose(mono[0], full[:, 8000:16000].mean(axis=0), atol=1e-7)
+    tail = read_segment(path, 1.9, 4000, 16000, channels=2)
+    np.testing.assert_array_equal(tail[:, 1600:], 0)
+
+
+def test_resampling_keeps_pitch_and_matches_librosa(tmp_path):
+    path = tmp_path / "x.wav"
+    sf.write(path, tone(1.0, 48000, 440), 48000, subtype="FLOAT")
+    full, _ = read(path)
+    out = read_segment(path, 0.25, 8000, 16000, channels=1)
+    expected = librosa.resample(full, orig_sr=48000, target_sr=16000, res_type="soxr_hq")[:, 4000:12000]
+    np.testing.assert_allclose(out[:, 200:-200], expected[:, 200:-200], atol=2e-3)
+    spectrum = np.abs(np.fft.rfft(out[0] * np.hanning(8000)))
+    assert abs(np.argmax(spectrum) * 16000 / 8000 - 440) <= 2
+    np.testing.assert_array_equal(resample(full, 48000, 48000), full)
+
+
+def test_write_is_atomic_and_never_overwrites_silently(tmp_path):
+    target = tmp_path / "out" / "a.wav"
+    write(target, np.zeros((1, 100), np.float32), 8000)
+    with pytest.raises(FileExistsError, match="a.wav exists"):
+        write(target, np.ones((1, 100), np.float32), 8000)
+    write(target, np.full((1, 100), 0.5, np.float32), 8000, overwrite=True, bits="24")
+    assert read(target)[0][0, 0] == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(AudioError, match="non-finite"):
+        write(tmp_path / "nan.wav", np.full((1, 10), np.nan, np.float32), 8000)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.wav"]
+
+
+def jc_config(**kw):
+    base = dict(sample_rate=16000, segment_seconds=0.5, batch_size=2, shard_index=0, shard_count=1)
+    return PipelineConfig(**{**base, **kw})
+
+
+def test_batches_have_masks_for_missing_stems_and_mixture_is_the_sum(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    sampler = SegmentSampler(index.split("train"), index.stems, jc_config())
+    song_b = next(t for t in index.tracks if t.track_id == "pop/song_b")
+    example = sampler(song_b, np.random.default_rng(0))
+    alto = index.stems.index("alto")
+    assert example["mask"][alto] == 0 and not example["targets"][alto].any()
+    assert example["mask"][index.stems.index("soprano")] == 1
+    assert example["mask"][index.stems.index("vocal_percussion")] == 0
+    np.testing.assert_allclose(example["mixture"], example["targets"].sum(axis=0), atol=1e-6)
+    batch = next(iter(training_dataset(index, jc_config())))
+    assert batch["targets"].shape == (2, 6, 1, 8000) and batch["mask"].shape == (2, 6)
+
+
+def test_same_seed_same_batches_and_other_seed_differs(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    aug = AugmentConfig(gain_db=(-6.0, 6.0), remix_prob=0.5)
+    a = take(iter(training_dataset(index, jc_config(augment=aug))), 3)
+    b = take(iter(training_dataset(index, jc_config(augment=aug))), 3)
+    c = take(iter(training_dataset(index, jc_config(augment=aug, seed=1))), 3)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x["targets"], y["targets"])
+    assert not all(np.array_equal(x["targets"], z["targets"]) for x, z in zip(a, c, strict=True))
+
+
+def test_restored_iterator_state_gives_the_same_next_batches(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    config = jc_config(augment=AugmentConfig(remix_prob=0.5, subset_prob=0.5))
+    it = iter(training_dataset(index, config))
+    take(it, 3)
+    state = it.get_state()
+    expected = take(it, 3)
+    resumed = iter(training_dataset(index, config))
+    resumed.set_state(state)
+    for x, y in zip(expected, take(resumed, 3), strict=True):
+        np.testing.assert_array_equal(x["mixture"], y["mixture"])
+
+
+def test_worker_processes_give_the_same_batches(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    local = take(iter(training_dataset(index, jc_config())), 2)
+    workers = take(iter(training_dataset(index, jc_config(num_workers=2))), 2)
+    for x, y in zip(local, workers, strict=True):
+        np.testing.assert_array_equal(x["targets"], y["targets"])
+
+
+def test_process_shards_see_different_examples(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    first = next(iter(training_dataset(index, jc_config(shard_index=0, shard_count=2))))
+    second = next(iter(training_dataset(index, jc_config(shard_index=1, shard_count=2))))
+    assert not np.array_equal(first["targets"], second["targets"])
+
+
+AUGMENTS = {
+    "gain": AugmentConfig(gain_db=(-9.0, 9.0)),
+    "remix": AugmentConfig(remix_prob=1.0),
+    "swap": AugmentConfig(channel_swap_prob=1.0),
+    "flip": AugmentConfig(polarity_flip_prob=1.0),
+    "subset": AugmentConfig(subset_prob=1.0),
+    "shift": AugmentConfig(max_shift_seconds=0.2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUGMENTS))
+def test_mixture_is_the_sum_of_stems_after_each_augmentation(tmp_path, name):
+    index = build_index(make_musdb(tmp_path / "musdb"), get_layout("musdb"))
+    config = PipelineConfig(sample_rate=22050, segment_seconds=0.4, batch_size=2, channels=2,
+                            augment=AUGMENTS[name], shard_index=0, shard_count=1)
+    for batch in take(iter(training_dataset(index, config)), 2):
+        np.testing.assert_allclose(batch["mixture"], batch["targets"].sum(axis=1), atol=1e-6)
+
+
+def test_each_augmentation_does_what_it_says():
+    rng = np.random.default_rng(0)
+    stems = rng.standard_normal((3, 2, 50)).astype(np.float32)
+    mask = np.ones(3, np.float32)
+    swapped = augment_stems(stems, mask, AugmentConfig(channel_swap_prob=1.0), rng)
+    np.testing.assert_array_equal(swapped, stems[:, ::-1])
+    np.testing.assert_array_equal(augment_stems(stems, mask, AugmentConfig(polarity_flip_prob=1.0), rng), -stems)
+    gained = augment_stems(stems, mask, AugmentConfig(gain_db=(6.0, 6.0)), rng)
+    np.testing.assert_allclose(gained, stems * 10 ** (6 / 20), rtol=1e-6)
+    for seed in range(20):
+        subset = augment_stems(stems, mask, AugmentConfig(subset_prob=1.0), np.random.default_rng(seed))
+        active = [bool(np.any(s)) for s in subset]
+        assert any(active)
+        for s, keep in zip(range(3), active, strict=True):
+            if keep:
+                np.testing.assert_array_equal(subset[s], stems[s])
+    with pytest.raises(ValueError, match="probability"):
+        AugmentConfig(remix_prob=1.5)
+
+
+def test_near_silent_segments_are_redrawn_and_retries_are_capped(tmp_path):
+    sr = 8000
+    quiet_start = tone(2.0, sr, 300)
+    quiet_start[: int(1.4 * sr)] = 0.0
+    write_track(tmp_path / "s" / "half", {"a": quiet_start}, sr, mixture=False)
+    write_track(tmp_path / "s" / "silent", {"a": np.zeros((2 * sr, 1), np.float32)}, sr, mixture=False)
+    index = build_index(tmp_path / "s", get_layout("stems", stems=("a",)))
+    config = PipelineConfig(sample_rate=sr, segment_seconds=0.5, batch_size=1, max_silence_retries=5,
+                            shard_index=0, shard_count=1)
+    sampler = SegmentSampler(index.tracks, index.stems, config)
+    half = next(t for t in index.tracks if t.track_id == "half")
+    silent = next(t for t in index.tracks if t.track_id == "silent")
+    results = [sampler(half, np.random.default_rng(s)) for s in range(10)]
+    assert all(np.sqrt(np.mean(r["mixture"] ** 2)) > 1e-3 for r in results)
+    assert any(r["silence_retries"] > 0 for r in results)
+    assert sampler(silent, np.random.default_rng(0))["silence_retries"] == 5
