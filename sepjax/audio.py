@@ -1,7 +1,9 @@
 """Audio I/O: segment reads, resampling (soxr via librosa), channel policy, atomic writes."""
 
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -16,12 +18,38 @@ class AudioError(ValueError):
     """A file that cannot be read or written as audio; the message names it."""
 
 
-def info(path: str | Path) -> sf._SoundFileInfo:
-    """Header only (frames, rate, channels); never decodes samples."""
+@dataclass(frozen=True)
+class AudioInfo:
+    frames: int
+    samplerate: int
+    channels: int
+
+
+def info(path: str | Path, stream: int | None = None) -> AudioInfo:
+    """Header only (frames, rate, channels); never decodes samples. `stream` selects a .stem.mp4 substream."""
+    if stream is not None:
+        stempeg = _stempeg(path)
+        try:
+            meta = stempeg.Info(str(path))
+            return AudioInfo(int(meta.samples(stream)), int(meta.rate(stream)), int(meta.channels(stream)))
+        except Exception as err:
+            raise AudioError(f"{path}: stream {stream} not readable ({err})") from err
     try:
-        return sf.info(str(path))
+        meta = sf.info(str(path))
     except Exception as err:  # soundfile raises several types for bad files
         raise AudioError(f"{path}: not readable as audio ({err})") from err
+    return AudioInfo(meta.frames, meta.samplerate, meta.channels)
+
+
+def _stempeg(path):
+    """stempeg (MUSDB18 .stem.mp4) needs the ffmpeg binaries; say so by name when they are missing."""
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        raise AudioError(f"{path}: reading .stem.mp4 needs ffmpeg and ffprobe on PATH")
+    try:
+        import stempeg
+    except ImportError as err:
+        raise AudioError(f"{path}: reading .stem.mp4 needs `pip install sepjax[musdb]` ({err})") from err
+    return stempeg
 
 
 def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
@@ -64,11 +92,21 @@ def read(path: str | Path, *, start: int = 0, stop: int | None = None, sample_ra
 
 
 def read_segment(path: str | Path, start_seconds: float, num_samples: int, sample_rate: int,
-                 channels: int) -> np.ndarray:
+                 channels: int, stream: int | None = None) -> np.ndarray:
     """Exactly `num_samples` at `sample_rate` starting at `start_seconds`, zero-padded past the end.
 
-    Decodes only the needed span of the file (plus a few frames of resampler context).
+    Decodes only the needed span of the file (plus a few frames of resampler context); with
+    `stream`, the span of that substream of a .stem.mp4 (through stempeg/ffmpeg).
     """
+    if stream is not None:
+        stempeg = _stempeg(path)
+        try:
+            audio, _ = stempeg.read_stems(str(path), stem_id=stream, start=start_seconds,
+                                          duration=num_samples / sample_rate, sample_rate=sample_rate,
+                                          dtype=np.float32)
+        except Exception as err:
+            raise AudioError(f"{path}: cannot decode stream {stream} ({err})") from err
+        return fit(to_channels(np.asarray(audio, np.float32).T, channels), num_samples)
     meta = info(path)
     file_sr = meta.samplerate
     first = max(int(round(start_seconds * file_sr)), 0)

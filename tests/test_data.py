@@ -64,7 +64,7 @@ def test_index_cache_is_reused_and_invalidated_by_size_or_mtime(tmp_path, monkey
     first = build_index(root, layout)
     assert (root / ".sepjax-index-jacappella.json").exists()
 
-    def no_decoding(path):
+    def no_decoding(path, stream=None):
         raise AssertionError(f"cache miss read {path}")
 
     monkeypatch.setattr("sepjax.data.index.info", no_decoding)
@@ -254,3 +254,26 @@ def test_near_silent_segments_are_redrawn_and_retries_are_capped(tmp_path):
     assert all(np.sqrt(np.mean(r["mixture"] ** 2)) > 1e-3 for r in results)
     assert any(r["silence_retries"] > 0 for r in results)
     assert sampler(silent, np.random.default_rng(0))["silence_retries"] == 5
+
+
+def test_musdb_stem_mp4_through_stempeg(tmp_path):
+    import shutil
+
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.skip("MUSDB18 .stem.mp4 needs ffmpeg and ffprobe")
+    stempeg = pytest.importorskip("stempeg")
+    (tmp_path / "musdb" / "train").mkdir(parents=True)
+    shutil.copy(stempeg.example_stem_path(), tmp_path / "musdb" / "train" / "Leaf - Summerghost.stem.mp4")
+    index = build_index(tmp_path / "musdb", get_layout("musdb"))
+    (track,) = index.tracks
+    assert track.track_id == "train/Leaf - Summerghost" and track.split == "valid"
+    assert track.channels == 2 and track.sample_rate == 44100 and 5 < track.seconds < 8
+    assert {n: f.stream for n, f in track.stems.items()} == {"vocals": 4, "drums": 1, "bass": 2, "other": 3}
+    full, _ = stempeg.read_stems(str(track.stems["vocals"].path), stem_id=4, dtype=np.float32)
+    segment = read_segment(track.stems["vocals"].path, 1.0, 22050, 44100, channels=2, stream=4)
+    expected = full[44100:66150].T
+    assert np.corrcoef(segment.ravel(), expected.ravel())[0, 1] > 0.99
+    config = PipelineConfig(sample_rate=22050, segment_seconds=1.0, batch_size=1, channels=2, split="valid",
+                            shard_index=0, shard_count=1)
+    batch = next(iter(training_dataset(index, config)))
+    assert batch["targets"].shape == (1, 4, 2, 22050) and batch["mask"].tolist() == [[1, 1, 1, 1]]

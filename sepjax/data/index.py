@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sepjax.audio import AudioError, info
-from sepjax.data.layouts import Layout, LayoutError
+from sepjax.data.layouts import Layout, LayoutError, StemRef, ref_path
 
 CACHE_VERSION = 1
 
@@ -23,6 +23,8 @@ class StemFile:
     frames: int
     sample_rate: int
     channels: int
+    stream: int | None = None
+    """Substream of a multi-stream file (MUSDB18 .stem.mp4); None for plain audio files."""
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,12 @@ def _fingerprint(paths: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def _load_track(track_id: str, split: str, files: dict[str, Path], expected_sr: int | None) -> Track:
+def _load_track(track_id: str, split: str, files: dict[str, StemRef], expected_sr: int | None) -> Track:
     stems = {}
-    for name, path in files.items():
-        meta = info(path)
-        stems[name] = StemFile(str(path), meta.frames, meta.samplerate, meta.channels)
+    for name, ref in files.items():
+        path, stream = ref if isinstance(ref, tuple) else (ref, None)
+        meta = info(path, stream)
+        stems[name] = StemFile(str(path), meta.frames, meta.samplerate, meta.channels, stream)
     if not stems:
         raise AudioError(f"{track_id}: no stem files found")
     rates = {s.sample_rate for s in stems.values()}
@@ -93,10 +96,10 @@ def build_index(root: str | Path, layout: Layout, *, expected_sample_rate: int |
     entries = list(layout.scan(root))
     if not entries:
         raise LayoutError(f"{root}: no tracks found for layout {layout.name!r}")
-    all_files = [p for _, _, files in entries for p in files.values()]
+    all_files = sorted({ref_path(r) for _, _, files in entries for r in files.values()})
     key = {"version": CACHE_VERSION, "layout": asdict(layout), "expected_sr": expected_sample_rate,
-           "fingerprint": _fingerprint(all_files), "entries": [[t, s, sorted(map(str, f.values()))]
-                                                              for t, s, f in entries]}
+           "fingerprint": _fingerprint(all_files),
+           "entries": [[t, s, sorted(f"{n}={r}" for n, r in f.items())] for t, s, f in entries]}
     key = json.loads(json.dumps(key))  # compare like with like after the JSON round trip
     cache = root / f".sepjax-index-{layout.name}.json"
     if use_cache and cache.exists():

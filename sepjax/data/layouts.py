@@ -33,6 +33,16 @@ MUSDB_VALID_TRACKS = frozenset({
 })
 
 
+# MUSDB18 .stem.mp4 substreams: 0 is the mixture.
+MUSDB_STEM_STREAMS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}
+StemRef = Path | tuple[Path, int]
+"""A stem's file, or (file, substream) inside a multi-stream .stem.mp4."""
+
+
+def ref_path(ref: StemRef) -> Path:
+    return ref[0] if isinstance(ref, tuple) else ref
+
+
 class LayoutError(ValueError):
     """A dataset root that does not match its declared layout; the message names the path."""
 
@@ -47,7 +57,7 @@ class Layout:
     valid_list: str | None = None
     split_names: dict[str, str] = field(default_factory=dict)
 
-    def scan(self, root: Path) -> Iterator[tuple[str, str, dict[str, Path]]]:
+    def scan(self, root: Path) -> Iterator[tuple[str, str, dict[str, "StemRef"]]]:
         if not root.is_dir():
             raise LayoutError(f"{root}: dataset root is not a folder")
         yield from SCANNERS[self.name](self, root)
@@ -94,9 +104,15 @@ def _scan_musdb(layout: Layout, root: Path):
         for track in visible_dirs(folder):
             files = audio_files(track)
             stems = {k: files[k] for k in layout.stems if k in files}
-            name = track.name
-            actual = "valid" if split == "train" and name in MUSDB_VALID_TRACKS else split
-            yield f"{split}/{name}", actual, stems
+            yield f"{split}/{track.name}", _musdb_split(split, track.name), stems
+        for mp4 in sorted(folder.glob("*.stem.mp4")):  # MUSDB18 (compressed), read through stempeg
+            name = mp4.name[: -len(".stem.mp4")]
+            stems = {k: (mp4, MUSDB_STEM_STREAMS[k]) for k in layout.stems if k in MUSDB_STEM_STREAMS}
+            yield f"{split}/{name}", _musdb_split(split, name), stems
+
+
+def _musdb_split(split: str, name: str) -> str:
+    return "valid" if split == "train" and name in MUSDB_VALID_TRACKS else split
 
 
 def _scan_stems(layout: Layout, root: Path):

@@ -80,8 +80,9 @@ class SegmentSampler:
                 start = max(start + rng.uniform(-shift, shift), 0.0)
             if stem not in source.stems:
                 continue
-            targets[i] = read_segment(source.stems[stem].path, start, cfg.segment_samples, cfg.sample_rate,
-                                      cfg.channels)
+            file = source.stems[stem]
+            targets[i] = read_segment(file.path, start, cfg.segment_samples, cfg.sample_rate, cfg.channels,
+                                      stream=file.stream)
             mask[i] = 1.0
         return targets, mask
 
