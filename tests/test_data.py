@@ -277,3 +277,16 @@ def test_musdb_stem_mp4_through_stempeg(tmp_path):
                             shard_index=0, shard_count=1)
     batch = next(iter(training_dataset(index, config)))
     assert batch["targets"].shape == (1, 4, 2, 22050) and batch["mask"].tolist() == [[1, 1, 1, 1]]
+
+
+def test_a_file_that_breaks_mid_run_is_reported_and_skipped(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    broken = next(t for t in index.tracks if t.track_id == "pop/song_a")
+    (tmp_path / "jc" / "pop/song_a/soprano.wav").write_bytes(b"corrupted after indexing")
+    sampler = SegmentSampler(index.split("train"), index.stems, jc_config())
+    with pytest.warns(UserWarning, match="song_a/soprano.wav"):
+        example = sampler(broken, np.random.default_rng(0))
+    assert example["read_failures"] >= 1 and example["mask"].sum() > 0
+    only_broken = SegmentSampler([broken], index.stems, jc_config(max_read_failures=2))
+    with pytest.warns(UserWarning), pytest.raises(AudioError, match="3 unreadable draws"):
+        only_broken(broken, np.random.default_rng(0))

@@ -1,17 +1,18 @@
 """grain training pipelines: source → seed → shuffle → random segment (+ augment) → batch → iterator.
 
 Batches are NumPy dicts: mixture (B, C, T), targets (B, N, C, T), mask (B, N) with 1 where the
-stem exists in the track, and silence_retries (B,). The mixture is always the sum of the
-(augmented) targets. Same seed, same batches, with any number of workers; the iterator's
-`get_state()` / `set_state()` resume exactly.
+stem exists in the track, and per example the silence_retries and read_failures it took. The
+mixture is always the sum of the (augmented) targets. Same seed, same batches, with any number
+of workers; the iterator's `get_state()` / `set_state()` resume exactly.
 """
 
+import warnings
 from dataclasses import dataclass, field
 
 import grain
 import numpy as np
 
-from sepjax.audio import read_segment
+from sepjax.audio import AudioError, read_segment
 from sepjax.data.augment import AugmentConfig, augment_stems
 from sepjax.data.index import Track, TrackIndex
 
@@ -29,6 +30,8 @@ class PipelineConfig:
     """Reject segments whose mixture RMS is below this (dBFS) ..."""
     max_silence_retries: int = 8
     """... at most this many times, then keep the last draw (sampling never loops forever)."""
+    max_read_failures: int = 16
+    """A file that fails to decode is reported and another track drawn, up to this many times per example."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     num_workers: int = 0
     read_threads: int = 8
@@ -53,16 +56,24 @@ class SegmentSampler:
 
     def __call__(self, track: Track, rng: np.random.Generator) -> dict[str, np.ndarray]:
         cfg = self.config
-        retries = 0
+        retries = failures = 0
         while True:
-            targets, mask = self._draw(track, rng)
+            try:
+                targets, mask = self._draw(track, rng)
+            except AudioError as err:
+                failures += 1
+                if failures > cfg.max_read_failures:
+                    raise AudioError(f"{failures} unreadable draws in a row; last: {err}") from err
+                warnings.warn(f"skipping unreadable audio, drawing another track: {err}", stacklevel=2)
+                track = self.tracks[rng.integers(len(self.tracks))]
+                continue
             rms = float(np.sqrt(np.mean(np.square(targets.sum(axis=0)))))
             if 20 * np.log10(rms + 1e-12) >= cfg.silence_db or retries == cfg.max_silence_retries:
                 break
             retries += 1
         targets = augment_stems(targets, mask, cfg.augment, rng)
         return {"mixture": targets.sum(axis=0), "targets": targets, "mask": mask,
-                "silence_retries": np.int32(retries)}
+                "silence_retries": np.int32(retries), "read_failures": np.int32(failures)}
 
     def _draw(self, track: Track, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
