@@ -114,3 +114,14 @@ def test_not_four_parts_is_a_skip_with_a_reason():
     score = stream.Score([stream.Part(id="Soprano"), stream.Part(id="Alto")])
     with pytest.raises(SkipChorale, match="not four SATB parts"):
         _satb_parts(score)
+
+
+def test_fluidsynth_renderer_when_installed(tmp_path):
+    from sepjax.data.chorales import fluidsynth_available
+
+    if not fluidsynth_available():
+        pytest.skip("needs a fluidsynth binary and a General MIDI soundfont")
+    stems = render_chorale(CHORALE, 16000, seed=0, renderer="fluidsynth")
+    reference = render_chorale(CHORALE, 16000, seed=0)
+    assert stems.shape == reference.shape
+    assert all(np.sqrt(np.mean(s**2)) > 1e-4 for s in stems)
