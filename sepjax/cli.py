@@ -89,6 +89,67 @@ def cmd_data_preview(args) -> int:
     return 0
 
 
+def _device(name: str | None):
+    import jax
+
+    if name is None:
+        return None
+    try:
+        return jax.devices(name)[0]
+    except RuntimeError as err:
+        raise RuntimeError(f"--device {name}: not available here ({err})") from err
+
+
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunk-seconds", type=float, default=4.0, help="model input length per chunk")
+    p.add_argument("--overlap", type=float, default=0.5, help="fraction of a chunk shared with the next")
+    p.add_argument("--hop-seconds", type=float, default=None, help="chunk spacing (overrides --overlap)")
+    p.add_argument("--window", default="hann", choices=["hann", "triangular", "rectangular"])
+    p.add_argument("--padding", default="reflect", choices=["reflect", "constant", "replicate"])
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default=None, help="cpu, gpu or tpu (default: JAX's default device)")
+
+
+def _inference_config(args, sample_rate: int):
+    from sepjax.separate import InferenceConfig
+
+    hop = None if args.hop_seconds is None else max(int(round(args.hop_seconds * sample_rate)), 1)
+    return InferenceConfig(chunk=int(round(args.chunk_seconds * sample_rate)), overlap=args.overlap, hop=hop,
+                           batch_size=args.batch_size, window=args.window, padding=args.padding)
+
+
+def cmd_separate(args) -> int:
+    from tqdm import tqdm
+
+    from sepjax.bundle import load_bundle
+    from sepjax.separate import batched_model
+    from sepjax.separate_files import DerivedStem, OutputOptions, audio_inputs, separate_file
+
+    bundle = load_bundle(args.bundle)
+    derive = tuple(DerivedStem.parse(d, bundle.stem_names) for d in args.derive)
+    options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
+    inference = _inference_config(args, bundle.sample_rate)
+    model_fn = batched_model(bundle.model, args.batch_size, _device(args.device))
+    inputs, failed = audio_inputs(args.inputs)
+    done = []
+    bar = tqdm(inputs, desc="separating", unit="file")
+    for path, name in bar:
+        bar.set_postfix_str(path.name)
+        try:
+            done.append(separate_file(model_fn, bundle.config.in_channels, bundle.config.out_channels,
+                                      bundle.sample_rate, bundle.stem_names, path, name, inference, options))
+        except (OSError, ValueError, RuntimeError) as err:  # keep going; report at the end
+            failed.append(f"{path}: {err}" if str(path) not in str(err) else str(err))
+    bar.close()
+    print(f"separated {len(done)} file(s) into {args.out}")
+    if failed:
+        print(f"{len(failed)} input(s) failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sepjax", description="SepReformer source separation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,17 +186,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shift", type=float, default=0.0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_data_preview)
+
+    p = sub.add_parser("separate", help="separate audio files with a trained model bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--format", default="wav", choices=["wav", "flac"])
+    p.add_argument("--bits", default="float", choices=["16", "24", "float"])
+    p.add_argument("--derive", action="append", default=[], metavar="NAME=EXPR",
+                   help="extra stem from others, e.g. instrumental=mixture-lead_vocal (repeatable)")
+    p.add_argument("--overwrite", action="store_true")
+    _inference_args(p)
+    p.set_defaults(func=cmd_separate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from sepjax.audio import AudioError
+    from sepjax.bundle import BundleError
     from sepjax.data.layouts import LayoutError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (LayoutError, AudioError, FileExistsError, RuntimeError) as err:
+    except (LayoutError, AudioError, BundleError, FileExistsError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

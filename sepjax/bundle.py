@@ -1,0 +1,78 @@
+"""A trained model as one directory: bundle.json (config, stem names, sample rate, version) + weights.eqx."""
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import equinox as eqx
+import jax
+
+from sepjax import __version__
+from sepjax.models import ModelConfig, build_model, config_from_dict
+
+META_FILE = "bundle.json"
+WEIGHTS_FILE = "weights.eqx"
+
+
+class BundleError(ValueError):
+    """A bundle directory that is missing files or does not match its config; the message names it."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    model: eqx.Module
+    config: ModelConfig
+    stem_names: tuple[str, ...]
+    sample_rate: int
+    version: str
+
+
+def save_bundle(path: str | Path, model: eqx.Module, stem_names: tuple[str, ...] | list[str], sample_rate: int,
+                *, overwrite: bool = False) -> Path:
+    """Write the bundle atomically (a temp directory renamed into place)."""
+    path = Path(path)
+    config = model.config
+    if len(stem_names) != config.num_stems:
+        raise BundleError(f"{len(stem_names)} stem names for a model with {config.num_stems} stems")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        meta = {"config": config.to_dict(), "stem_names": list(stem_names), "sample_rate": int(sample_rate),
+                "sepjax_version": __version__}
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+        eqx.tree_serialise_leaves(staging / WEIGHTS_FILE, model)
+        if path.exists():
+            shutil.rmtree(path)
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Rebuild the model from the config and load the weights, checking that the two agree."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a bundle directory")
+    for name in (META_FILE, WEIGHTS_FILE):
+        if not (path / name).is_file():
+            raise BundleError(f"{path}: bundle is missing {name}")
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+        config = config_from_dict(meta["config"])
+        stems, rate = tuple(meta["stem_names"]), int(meta["sample_rate"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise BundleError(f"{path / META_FILE}: unreadable bundle metadata ({err})") from err
+    if len(stems) != config.num_stems:
+        raise BundleError(f"{path}: {len(stems)} stem names but the config has {config.num_stems} stems")
+    skeleton = build_model(config, key=jax.random.PRNGKey(0))
+    try:
+        model = eqx.tree_deserialise_leaves(path / WEIGHTS_FILE, skeleton)
+    except Exception as err:
+        raise BundleError(f"{path / WEIGHTS_FILE}: weights do not match the config in {META_FILE} ({err})") from err
+    return Bundle(model, config, stems, rate, meta.get("sepjax_version", "unknown"))

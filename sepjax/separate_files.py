@@ -1,0 +1,183 @@
+"""Separate audio files on disk in blocks: read → (resample) → chunked model → (resample back) → write.
+
+Input is read in blocks and output written in blocks, so memory does not grow with the track.
+Each input gets one output folder, built in a hidden staging folder and renamed into place when
+complete: a failure leaves nothing behind, and an existing folder is never replaced without
+`overwrite`.
+"""
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from sepjax.audio import SUBTYPES, AudioError, info, to_channels
+from sepjax.separate import InferenceConfig, ModelFn, NormStats, separate_stream
+
+BLOCK_SECONDS = 4.0
+
+
+@dataclass(frozen=True)
+class DerivedStem:
+    """`name = ±a ± b …` over model stems and `mixture`, e.g. instrumental=mixture-lead_vocal."""
+
+    name: str
+    terms: tuple[tuple[float, str], ...]
+
+    @classmethod
+    def parse(cls, spec: str, known: tuple[str, ...]) -> "DerivedStem":
+        if "=" not in spec:
+            raise ValueError(f"--derive {spec!r}: expected NAME=EXPR, e.g. instrumental=mixture-vocals")
+        name, expr = (s.strip() for s in spec.split("=", 1))
+        tokens = re.findall(r"([+-]?)\s*([A-Za-z0-9_]+)", expr.replace(" ", ""))
+        if not name or not tokens or "".join(sign + stem for sign, stem in tokens) != expr.replace(" ", ""):
+            raise ValueError(f"--derive {spec!r}: EXPR must be stems joined by + and -")
+        unknown = [stem for _, stem in tokens if stem not in (*known, "mixture")]
+        if unknown:
+            raise ValueError(f"--derive {spec!r}: unknown stem(s) {unknown}; have {list(known)} and mixture")
+        return cls(name, tuple((-1.0 if sign == "-" else 1.0, stem) for sign, stem in tokens))
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    out_dir: Path
+    format: str = "wav"
+    bits: str = "float"
+    derive: tuple[DerivedStem, ...] = field(default_factory=tuple)
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.format not in ("wav", "flac"):
+            raise ValueError(f"output format {self.format!r}: choose wav or flac")
+        if self.bits not in SUBTYPES:
+            raise ValueError(f"bits {self.bits!r}: choose 16, 24 or float")
+        if self.format == "flac" and self.bits == "float":
+            raise ValueError("FLAC cannot store float samples: use --bits 16 or 24")
+
+
+def audio_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, output name) for each input file, recursing into folders; plus missing paths."""
+    suffixes = {f".{ext.lower()}" for ext in sf.available_formats()}
+    found, missing = [], []
+    for path in paths:
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes):
+                found.append((f, f.relative_to(path).with_suffix("")))
+        elif path.is_file():
+            found.append((path, Path(path.stem)))
+        else:
+            missing.append(f"{path}: no such file or folder")
+    return found, missing
+
+
+def _blocks(path: Path, channels: int) -> Iterator[np.ndarray]:
+    with sf.SoundFile(str(path)) as f:
+        per_block = max(int(BLOCK_SECONDS * f.samplerate), 1)
+        while True:
+            data = f.read(per_block, dtype="float32", always_2d=True)
+            if not len(data):
+                break
+            if not np.all(np.isfinite(data)):
+                raise AudioError(f"{path}: contains NaN or infinite samples")
+            yield to_channels(data.T, channels)
+
+
+def _stats(path: Path, frames: int) -> NormStats:
+    total = total_sq = 0.0
+    for block in _blocks(path, 1):
+        mono = block[0].astype(np.float64)
+        total += mono.sum()
+        total_sq += np.square(mono).sum()
+    mean = total / frames
+    return NormStats(mean, float(np.sqrt(max(total_sq / frames - mean**2, 0.0))) + 1e-8)
+
+
+def _resampled(blocks: Iterator[np.ndarray], rate_in: int, rate_out: int, channels: int, length: int
+               ) -> Iterator[np.ndarray]:
+    """Stream-resample (channels, t) blocks, yielding exactly `length` samples in total."""
+    stream = None if rate_in == rate_out else soxr.ResampleStream(rate_in, rate_out, channels, dtype="float32",
+                                                                   quality="HQ")
+    emitted = 0
+
+    def out(block: np.ndarray) -> Iterator[np.ndarray]:
+        nonlocal emitted
+        block = block[:, : length - emitted]
+        emitted += block.shape[-1]
+        if block.shape[-1]:
+            yield block
+
+    for block in blocks:
+        if stream is not None:
+            block = stream.resample_chunk(np.ascontiguousarray(block.T)).T
+        yield from out(block)
+    if stream is not None:
+        yield from out(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+    if emitted < length:
+        yield np.zeros((channels, length - emitted), np.float32)
+
+
+def separate_file(model_fn: ModelFn, in_channels: int, out_channels: int, model_rate: int,
+                  stem_names: tuple[str, ...], path: Path, name: Path, inference: InferenceConfig,
+                  options: OutputOptions) -> Path:
+    """Separate one file into `options.out_dir / name / <stem>.<format>`; returns that folder."""
+    meta = info(path)
+    if meta.frames == 0:
+        raise AudioError(f"{path}: empty file")
+    if model_rate * meta.frames / meta.samplerate < 1:
+        raise AudioError(f"{path}: too short to resample to {model_rate} Hz")
+    target = options.out_dir / name
+    if target.exists() and not options.overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    stats = _stats(path, meta.frames) if inference.normalize else None
+    model_length = int(round(meta.frames * model_rate / meta.samplerate))
+    blocks = _resampled(_blocks(path, in_channels), meta.samplerate, model_rate, in_channels,
+                        model_length)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _write_stems(model_fn, blocks, model_length, in_channels, out_channels, model_rate, stem_names, path, meta,
+                     inference, options, stats, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_stems(model_fn, blocks, model_length, in_channels, out_channels, model_rate, stem_names, path, meta,
+                 inference, options, stats, staging) -> None:
+    channels = meta.channels
+    subtype = SUBTYPES[options.bits]
+    names = [*stem_names, *(d.name for d in options.derive)]
+    writers = {n: sf.SoundFile(str(staging / f"{n}.{options.format}"), "w", meta.samplerate, channels,
+                               subtype=subtype, format=options.format.upper()) for n in names}
+    pieces = separate_stream(model_fn, blocks, model_length, in_channels, inference, stats)
+    flat = (to_channels_stems(p, channels) for p in pieces)
+    back = _resampled((p.reshape(-1, p.shape[-1]) for p in flat), model_rate, meta.samplerate,
+                      len(stem_names) * channels, meta.frames)
+    try:
+        with sf.SoundFile(str(path)) as mixture_file:
+            for piece in back:
+                stems = piece.reshape(len(stem_names), channels, -1)
+                mixture = mixture_file.read(stems.shape[-1], dtype="float32", always_2d=True).T
+                sources = dict(zip(stem_names, stems, strict=True)) | {"mixture": mixture}
+                for n, stem in zip(stem_names, stems, strict=True):
+                    writers[n].write(stem.T)
+                for d in options.derive:
+                    writers[d.name].write(sum(sign * sources[s] for sign, s in d.terms).T)
+    finally:
+        for w in writers.values():
+            w.close()
+
+
+def to_channels_stems(stems: np.ndarray, channels: int) -> np.ndarray:
+    """(stems, C, t) → (stems, channels, t) with the same mono/stereo policy as inputs."""
+    return np.stack([to_channels(s, channels) for s in stems])
