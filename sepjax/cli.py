@@ -150,6 +150,30 @@ def cmd_separate(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from sepjax.audio import to_channels
+    from sepjax.bundle import load_bundle
+    from sepjax.evaluate import evaluate, markdown_table
+    from sepjax.separate import batched_model, separate_array
+
+    bundle = load_bundle(args.bundle)
+    index = _index(args)
+    inference = _inference_config(args, bundle.sample_rate)
+    model_fn = batched_model(bundle.model, args.batch_size, _device(args.device))
+    in_channels = bundle.config.in_channels
+
+    def separate(mixture, track):
+        return separate_array(model_fn, to_channels(mixture, in_channels), inference)
+
+    result = evaluate(separate, index, args.split, bundle.stem_names, bundle.sample_rate, bundle.config.out_channels,
+                      args.out, overwrite=args.overwrite, tensorboard_tracks=args.tensorboard)
+    print(markdown_table(result["per_stem"]))
+    print(f"{args.out}: metrics.csv (per track and stem), summary.json, summary.md")
+    for line in result["failed"]:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if result["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sepjax", description="SepReformer source separation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     _inference_args(p)
     p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("evaluate", help="separate a dataset split and score it (CSV, JSON, Markdown)")
+    p.add_argument("bundle", type=Path)
+    _layout_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--tensorboard", type=int, default=0, metavar="N",
+                   help="also log audio and spectrograms of the first N tracks")
+    p.add_argument("--overwrite", action="store_true")
+    _inference_args(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

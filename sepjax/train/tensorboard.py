@@ -12,6 +12,16 @@ def peak_normalise(audio: np.ndarray, peak: float = 0.99) -> np.ndarray:
     return (audio * (peak / top)).astype(np.float32) if top > 0 else audio.astype(np.float32)
 
 
+def log_spectrogram(wave: np.ndarray, n_fft: int = 1024, hop: int = 256, floor_db: float = -80.0) -> np.ndarray:
+    """(freqs, frames) log magnitude of the channel mean, scaled to [0, 1], low frequencies at the bottom."""
+    import librosa
+
+    mono = np.asarray(wave, np.float32).reshape(-1, np.shape(wave)[-1]).mean(axis=0)
+    mag = np.abs(librosa.stft(mono, n_fft=n_fft, hop_length=hop))
+    db = librosa.amplitude_to_db(mag, ref=np.max, top_db=-floor_db) if mag.max() > 0 else np.full(mag.shape, floor_db)
+    return ((db - floor_db) / -floor_db)[::-1].astype(np.float32)
+
+
 class RunLogger:
     """A SummaryWriter for one run directory."""
 
@@ -30,12 +40,19 @@ class RunLogger:
         self.writer.add_audio(tag, peak_normalise(wave), step, sample_rate=sample_rate)
 
     def separation_audio(self, step: int, mixture: np.ndarray, targets: np.ndarray, estimates: np.ndarray,
-                         stem_names: list[str], sample_rate: int) -> None:
+                         stem_names: list[str], sample_rate: int, prefix: str = "") -> None:
         """The mixture, then each target stem next to its estimate."""
-        self.audio(step, "mixture", mixture, sample_rate)
+        self.audio(step, f"{prefix}mixture", mixture, sample_rate)
         for name, target, estimate in zip(stem_names, targets, estimates, strict=True):
-            self.audio(step, f"target/{name}", target, sample_rate)
-            self.audio(step, f"estimate/{name}", estimate, sample_rate)
+            self.audio(step, f"{prefix}target/{name}", target, sample_rate)
+            self.audio(step, f"{prefix}estimate/{name}", estimate, sample_rate)
+
+    def spectrograms(self, step: int, targets: np.ndarray, estimates: np.ndarray, stem_names: list[str],
+                     prefix: str = "", n_fft: int = 1024, hop: int = 256) -> None:
+        """Log-magnitude spectrograms, target above estimate, one image per stem."""
+        for name, target, estimate in zip(stem_names, targets, estimates, strict=True):
+            image = np.concatenate([log_spectrogram(estimate, n_fft, hop), log_spectrogram(target, n_fft, hop)])
+            self.writer.add_image(f"{prefix}spectrogram/{name}", image[None], step, dataformats="CHW")
 
     def close(self) -> None:
         self.writer.close()
