@@ -15,29 +15,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sepjax.audio import read
-from sepjax.data.index import Track, TrackIndex
+from sepjax.data.index import Track, TrackIndex, load_track
 from sepjax.metrics import METRIC_NAMES, aggregate, track_metrics
 
 SeparateFn = Callable[[np.ndarray, Track], np.ndarray]
 """(mixture (channels, T), track) → estimates (stems, channels, T)."""
-
-
-def load_track(track: Track, stem_names: tuple[str, ...], sample_rate: int, channels: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-track targets (stems, channels, T) at `sample_rate`, zeros for missing stems, and the presence mask."""
-    parts, present = [], []
-    for name in stem_names:
-        if name in track.stems:
-            audio, _ = read(track.stems[name].path, sample_rate=sample_rate, channels=channels)
-            parts.append(audio)
-            present.append(True)
-        else:
-            parts.append(None)
-            present.append(False)
-    length = min(p.shape[-1] for p in parts if p is not None)
-    targets = np.stack([p[:, :length] if p is not None else np.zeros((channels, length), np.float32) for p in parts])
-    return targets, np.array(present)
 
 
 def _atomic_text(path: Path, text: str) -> None:

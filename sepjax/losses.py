@@ -84,6 +84,8 @@ class CompositeLossConfig:
     silence_db: float = -60.0
     silence_floor: float = 1e-8
     max_silent_db: float = 30.0
+    permutation_invariant: bool = False
+    """Match estimates to targets by the best permutation (−SI-SDR) first: speech-style unordered stems."""
 
 
 def is_silent(targets: Float[Array, "*batch stems channels time"], config: CompositeLossConfig
@@ -131,6 +133,8 @@ def composite_loss(estimates: Float[Array, "batch stems channels time"],
                    config: CompositeLossConfig = CompositeLossConfig()
                    ) -> tuple[Float[Array, ""], dict[str, Array]]:
     """The training objective and its terms (each term averaged the same way, over valid stems)."""
+    if config.permutation_invariant:
+        estimates = best_permutation(estimates, targets)
     terms = stem_losses(estimates, targets, config)
     active_mask = ~terms["silent"]
     if mask is not None:
@@ -141,6 +145,17 @@ def composite_loss(estimates: Float[Array, "batch stems channels time"],
             "silent_fraction": masked_mean(terms["silent"].astype(estimates.dtype), mask),
     }
     return masked_mean(terms["loss"], mask), summary
+
+
+def best_permutation(estimates: Float[Array, "batch stems *rest"], targets: Float[Array, "batch stems *rest"]
+                     ) -> Float[Array, "batch stems *rest"]:
+    """Reorder each example's estimates to the permutation that maximises the mean SI-SDR."""
+
+    def pair(e, t):
+        return -jnp.mean(si_sdr(e, t))
+
+    _, perm = pit(pair, jax.lax.stop_gradient(estimates), targets)
+    return jnp.take_along_axis(estimates, perm.reshape(*perm.shape, *([1] * (estimates.ndim - 2))), axis=1)
 
 
 def permutations(count: int) -> Int[np.ndarray, "perms count"]:

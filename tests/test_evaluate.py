@@ -11,9 +11,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sepjax.bundle import save_bundle
 from sepjax.cli import main
-from sepjax.data.index import build_index
+from sepjax.data.index import build_index, load_track
 from sepjax.data.layouts import get_layout
-from sepjax.evaluate import evaluate, load_track
+from sepjax.evaluate import evaluate
 from sepjax.models import build_model, get_config
 
 STEMS = ("soprano", "alto", "tenor", "bass")

@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sepjax.audio import AudioError, info
+import numpy as np
+
+from sepjax.audio import AudioError, info, read
 from sepjax.data.layouts import Layout, LayoutError, StemRef, ref_path
 
 CACHE_VERSION = 1
@@ -140,3 +142,20 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only dataset simply goes uncached
+
+
+def load_track(track: Track, stem_names: tuple[str, ...], sample_rate: int, channels: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-track targets (stems, channels, T) at `sample_rate`, zeros for missing stems, and the presence mask."""
+    parts, present = [], []
+    for name in stem_names:
+        if name in track.stems:
+            audio, _ = read(track.stems[name].path, sample_rate=sample_rate, channels=channels)
+            parts.append(audio)
+            present.append(True)
+        else:
+            parts.append(None)
+            present.append(False)
+    length = min(p.shape[-1] for p in parts if p is not None)
+    targets = np.stack([p[:, :length] if p is not None else np.zeros((channels, length), np.float32) for p in parts])
+    return targets, np.array(present)

@@ -27,18 +27,20 @@ class Batch(NamedTuple):
 
 
 class TrainState(eqx.Module):
-    """Everything a step reads and replaces: step count, model, optimiser state, RNG key."""
+    """Everything a step reads and replaces: step count, model, optimiser state, EMA weights, RNG key."""
 
     step: Int[Array, ""]
     model: eqx.Module
     opt_state: optax.OptState
+    ema: eqx.Module | None
+    """Exponential moving average of the model's weights; None when disabled."""
     key: PRNGKeyArray
 
     @classmethod
     def create(cls, model: eqx.Module, optimizer: optax.GradientTransformation, *,
-               key: PRNGKeyArray) -> "TrainState":
+               key: PRNGKeyArray, ema: bool = False) -> "TrainState":
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-        return cls(jnp.zeros((), jnp.int32), model, opt_state, key)
+        return cls(jnp.zeros((), jnp.int32), model, opt_state, model if ema else None, key)
 
     def step_key(self) -> PRNGKeyArray:
         """This step's RNG: the run key with the step count folded in."""

@@ -1,0 +1,92 @@
+"""orbax checkpoints of a training run: the state's arrays, the grain iterator state and the config.
+
+Saves are asynchronous and atomic (orbax writes a temporary directory and renames it), so a crash
+or a full disk mid-save leaves the previous checkpoint intact. The latest `keep_last` checkpoints
+are kept, plus the best one by a validation metric.
+"""
+
+import shutil
+from pathlib import Path
+
+import equinox as eqx
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from sepjax.train.state import TrainState
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or read; the message names the directory."""
+
+
+def state_bytes(state: TrainState) -> int:
+    return sum(x.nbytes for x in jax.tree.leaves(eqx.filter(state, eqx.is_array)))
+
+
+def check_disk_space(directory: Path, state: TrainState, copies: int) -> None:
+    """Refuse to start when the disk cannot hold `copies` checkpoints plus one being written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    needed = state_bytes(state) * (copies + 1)
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise CheckpointError(f"{directory}: {free / 2**20:.0f} MiB free, checkpoints need about "
+                              f"{needed / 2**20:.0f} MiB; free some space or lower --train.keep-last")
+
+
+class Checkpointer:
+    def __init__(self, directory: str | Path, *, keep_last: int = 2, best_metric: str | None = None):
+        self.directory = Path(directory).absolute()
+        policies = [ocp.checkpoint_managers.LatestN(keep_last)]
+        if best_metric is not None:
+            policies.append(ocp.checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics: metrics[best_metric], reverse=True, n=1,
+                keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def save(self, step: int, state: TrainState, data_iterator, config: dict,
+             metrics: dict[str, float] | None = None) -> None:
+        args = {"state": ocp.args.StandardSave(eqx.filter(state, eqx.is_array)),
+                "config": ocp.args.JsonSave(config)}
+        if data_iterator is not None:
+            args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        try:
+            self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=True)
+        except OSError as err:
+            raise CheckpointError(f"{self.directory}: saving step {step} failed ({err}); "
+                                  f"the previous checkpoint is intact") from err
+
+    def restore(self, template: TrainState, data_iterator, step: int | None = None) -> TrainState:
+        """The state at `step` (default: latest), shaped like `template`; the iterator is restored in place."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{self.directory}: no checkpoint to restore")
+        arrays, static = eqx.partition(template, eqx.is_array)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, arrays)
+        args = {"state": ocp.args.StandardRestore(abstract)}
+        if data_iterator is not None:
+            args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+        return eqx.combine(restored["state"], static)
+
+    def saved_config(self, step: int | None = None) -> dict:
+        step = self.latest_step() if step is None else step
+        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()

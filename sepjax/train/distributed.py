@@ -1,0 +1,65 @@
+"""Scale-out on JAX's own runtime: multi-host initialisation, a data-parallel mesh, sharded batches.
+
+Multi-host runs set, for every process:
+    SEPJAX_COORDINATOR=host:port  SEPJAX_NUM_PROCESSES=N  SEPJAX_PROCESS_ID=i
+(or rely on `jax.distributed.initialize()`'s own cluster detection with SEPJAX_DISTRIBUTED=auto).
+"""
+
+import os
+
+import equinox as eqx
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+_initialized = False
+
+
+def initialize_from_env() -> bool:
+    """Call `jax.distributed.initialize` if the environment asks for it; returns whether it did."""
+    global _initialized
+    if _initialized:
+        return True
+    coordinator = os.environ.get("SEPJAX_COORDINATOR")
+    if coordinator:
+        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=coordinator,
+                                   num_processes=int(os.environ["SEPJAX_NUM_PROCESSES"]),
+                                   process_id=int(os.environ["SEPJAX_PROCESS_ID"]))
+        _initialized = True
+    elif os.environ.get("SEPJAX_DISTRIBUTED") == "auto":
+        jax.distributed.initialize()
+        _initialized = True
+    return _initialized
+
+
+def data_mesh() -> Mesh:
+    """A 1-D mesh over every device of every process, named `data`."""
+    return Mesh(np.array(jax.devices()), ("data",))
+
+
+def replicate(tree, mesh: Mesh):
+    """Place every array of `tree` on all devices of the mesh."""
+    return eqx.filter_shard(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def shard_batch(batch, mesh: Mesh):
+    """This process's share of the global batch → global arrays sharded on `data` along axis 0."""
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+
+    def put(x):
+        x = np.asarray(x)
+        if jax.process_count() == 1:
+            return jax.device_put(x, sharding)
+        return jax.make_array_from_process_local_data(sharding, x)
+
+    return jax.tree.map(put, batch)
+
+
+def per_process_batch(global_batch: int) -> int:
+    """Examples each process loads; the global batch must split evenly over processes and devices."""
+    devices, processes = jax.device_count(), jax.process_count()
+    if global_batch % devices:
+        raise ValueError(f"batch size {global_batch} does not divide over {devices} devices")
+    return global_batch // processes

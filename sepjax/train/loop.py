@@ -1,0 +1,207 @@
+"""The training loop: data → sharded jit step → logs, audio, validation, checkpoints → bundle."""
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from sepjax.bundle import save_bundle
+from sepjax.data.index import TrackIndex, build_index
+from sepjax.data.layouts import get_layout
+from sepjax.data.pipeline import PipelineConfig, training_dataset
+from sepjax.models import build_model
+from sepjax.separate import InferenceConfig
+from sepjax.train.checkpoint import Checkpointer, check_disk_space
+from sepjax.train.config import ExperimentConfig, config_differences
+from sepjax.train.distributed import data_mesh, initialize_from_env, per_process_batch, replicate, shard_batch
+from sepjax.train.optim import build_optimizer, current_lr
+from sepjax.train.state import Batch, TrainState
+from sepjax.train.step import train_step
+from sepjax.train.tensorboard import RunLogger
+from sepjax.train.validate import validate
+
+
+class ConfigError(ValueError):
+    """An experiment that cannot start; raised before any compute."""
+
+
+class NonFiniteError(RuntimeError):
+    """Too many non-finite steps in a row."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    state: TrainState
+    history: list[dict[str, float]] = field(default_factory=list)
+    validations: list[dict[str, float]] = field(default_factory=list)
+    best_step: int | None = None
+    bundle: Path | None = None
+
+
+def _prepare_run_dir(config: ExperimentConfig) -> Path:
+    run_dir = Path(config.train.run_dir)
+    saved = run_dir / "config.json"
+    if saved.exists():
+        if not config.train.resume:
+            raise ConfigError(f"{run_dir} already holds a run; pass --train.resume to continue it "
+                              f"or choose another --train.run-dir")
+        diffs = config_differences(json.loads(saved.read_text()), config.to_dict())
+        if diffs:
+            raise ConfigError(f"cannot resume {run_dir} with a different config:\n  " + "\n  ".join(diffs))
+    elif config.train.resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} has no config.json to resume from")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        tmp = saved.with_suffix(".json.part")
+        tmp.write_text(json.dumps(config.to_dict(), indent=2))
+        tmp.replace(saved)
+    return run_dir
+
+
+def load_index(config: ExperimentConfig) -> tuple[TrackIndex, tuple[str, ...]]:
+    """The dataset index, checked against the model before anything is compiled."""
+    root = Path(config.data.root)
+    if not root.is_dir():
+        raise ConfigError(f"data root {root} does not exist (render the corpus with "
+                          f"`sepjax data chorales {root}` or point --data.root at your dataset)")
+    layout = get_layout(config.data.layout, stems=config.data.stems)
+    index = build_index(root, layout)
+    stems = layout.stems
+    if config.model.num_stems != len(stems):
+        raise ConfigError(f"model has {config.model.num_stems} stems but the data has {len(stems)} {list(stems)}")
+    if config.model.in_channels != config.data.channels:
+        raise ConfigError(f"model takes {config.model.in_channels} channel(s), data gives {config.data.channels}")
+    if not index.split(config.data.train_split):
+        raise ConfigError(f"{root}: no tracks in split {config.data.train_split!r} (have {index.splits()})")
+    return index, stems
+
+
+def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult], None] | None = None
+          ) -> TrainResult:
+    """Run (or resume) an experiment; returns the final state and what was logged."""
+    initialize_from_env()
+    cfg = config
+    index, stems = load_index(cfg)
+    run_dir = _prepare_run_dir(cfg)
+    lead = jax.process_index() == 0
+    mesh = data_mesh()
+    key = jax.random.PRNGKey(cfg.train.seed)
+    model_key, state_key = jax.random.split(key)
+    optimizer = build_optimizer(cfg.optim, cfg.train.steps)
+    state = TrainState.create(build_model(cfg.model, key=model_key), optimizer, key=state_key,
+                              ema=cfg.optim.ema_decay > 0)
+    pipeline = PipelineConfig(
+        sample_rate=cfg.data.sample_rate, segment_seconds=cfg.data.segment_seconds,
+        batch_size=per_process_batch(cfg.data.batch_size), channels=cfg.data.channels, split=cfg.data.train_split,
+        seed=cfg.train.seed, silence_db=cfg.data.silence_db, augment=cfg.data.augment,
+        num_workers=cfg.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
+    data = iter(training_dataset(index, pipeline))
+    checkpoints = Checkpointer(run_dir / "checkpoints", keep_last=cfg.train.keep_last, best_metric="valid_metric")
+    check_disk_space(run_dir / "checkpoints", state, cfg.train.keep_last + 1)
+    if cfg.train.resume and checkpoints.latest_step() is not None:
+        state = checkpoints.restore(state, data)
+    state = replicate(state, mesh)
+    result = TrainResult(run_dir, state)
+    valid_tracks = index.split(cfg.data.valid_split)[: cfg.data.valid_tracks]
+    inference = InferenceConfig(chunk=int(cfg.train.chunk_seconds * cfg.data.sample_rate), overlap=0.25,
+                                batch_size=4)
+    logger = RunLogger(run_dir / "tensorboard") if lead else None
+    start = int(state.step)
+    last_valid: dict[str, float] | None = None
+    bad_in_a_row = 0
+    bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, unit="step", disable=not (lead and cfg.log.progress))
+    clock = time.perf_counter()
+    try:
+        for step in range(start, cfg.train.steps):
+            raw = next(data)
+            batch = shard_batch(Batch(raw["mixture"], raw["targets"], raw["mask"]), mesh)
+            state, metrics = train_step(optimizer, state, batch, cfg.loss, cfg.optim.ema_decay)
+            done = step + 1
+            skipped = int(metrics["skipped"])
+            bad_in_a_row = bad_in_a_row + 1 if skipped else 0
+            if bad_in_a_row >= cfg.train.max_nonfinite:
+                raise NonFiniteError(
+                    f"{bad_in_a_row} non-finite steps in a row at step {done}; stopping. The last good checkpoint "
+                    f"({checkpoints.latest_step()}) in {checkpoints.directory} is intact: lower --optim.lr or check "
+                    f"the data, then resume with --train.resume")
+            if done % cfg.log.log_every == 0 or done == cfg.train.steps:
+                elapsed = time.perf_counter() - clock
+                scalars = {k: float(v) for k, v in metrics.items()}
+                steps_done = cfg.log.log_every if done % cfg.log.log_every == 0 else done - start
+                scalars.update(lr=current_lr(cfg.optim, cfg.train.steps, done),
+                               steps_per_s=steps_done / elapsed,
+                               segments_per_s=steps_done * cfg.data.batch_size / elapsed)
+                clock = time.perf_counter()
+                result.history.append({"step": done, **scalars})
+                if logger:
+                    logger.scalars(done, scalars, prefix="train/")
+                bar.set_postfix(loss=f"{scalars['loss']:.2f}", si_sdr=f"{scalars['si_sdr']:.1f}",
+                                seg_s=f"{scalars['segments_per_s']:.1f}")
+            if logger and (done % cfg.log.audio_every == 0 or done == cfg.train.steps):
+                _log_batch_audio(logger, done, state, raw, stems, cfg.data.sample_rate)
+            if valid_tracks and (done % cfg.train.valid_every == 0 or done == cfg.train.steps):
+                last_valid = _run_validation(state, valid_tracks, stems, cfg, inference, logger, done)
+                result.validations.append({"step": done, **last_valid})
+            if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
+                metrics_for_best = None if last_valid is None else {"valid_metric": last_valid[cfg.train.best_metric]}
+                checkpoints.save(done, state, data, cfg.to_dict(), metrics_for_best)
+            bar.update(1)
+            result.state = state
+            if on_step is not None:
+                on_step(done, metrics, result)
+        checkpoints.wait()
+        result.best_step = checkpoints.best_step()
+        if cfg.train.export_bundle and lead:
+            final = state.ema if state.ema is not None else state.model
+            result.bundle = save_bundle(run_dir / "bundle", jax.device_get(final), stems, cfg.data.sample_rate,
+                                        overwrite=True)
+    finally:
+        bar.close()
+        checkpoints.wait()
+        if logger:
+            logger.close()
+    return result
+
+
+def _run_validation(state, tracks, stems, cfg, inference, logger, step) -> dict[str, float]:
+    model = jax.device_get(state.ema if state.ema is not None else state.model)
+    metrics, example = validate(model, tracks, stems, cfg.data.sample_rate, inference)
+    if logger:
+        logger.scalars(step, metrics, prefix="valid/")
+        if example is not None:
+            names = [s for s, p in zip(stems, example["present"], strict=True) if p]
+            present = example["present"]
+            logger.separation_audio(step, example["mixture"], example["targets"][present],
+                                    example["estimates"][present], names, cfg.data.sample_rate, prefix="valid/")
+            logger.spectrograms(step, example["targets"][present], example["estimates"][present], names,
+                                prefix="valid/")
+    return metrics
+
+
+@eqx.filter_jit
+def _forward(model, mixture):
+    return model(mixture)
+
+
+def _log_batch_audio(logger, step, state, raw, stems, sample_rate) -> None:
+    model = jax.device_get(state.model)
+    estimates = np.asarray(_forward(model, jax.numpy.asarray(raw["mixture"][0])))
+    present = raw["mask"][0] > 0
+    names = [s for s, p in zip(stems, present, strict=True) if p]
+    logger.separation_audio(step, raw["mixture"][0], raw["targets"][0][present], estimates[present], names,
+                            sample_rate, prefix="train/")
+    logger.spectrograms(step, raw["targets"][0][present], estimates[present], names, prefix="train/")
+
+
+def replace(config: ExperimentConfig, **sections) -> ExperimentConfig:
+    """`replace(cfg, train={"steps": 5})`: a copy with fields of nested sections replaced."""
+    changes = {name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()}
+    return dataclasses.replace(config, **changes)
