@@ -81,6 +81,8 @@ def read(path: str | Path, *, start: int = 0, stop: int | None = None, sample_ra
         data, file_sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as err:
         raise AudioError(f"{path}: cannot decode ({err})") from err
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
     audio = data.T
     if channels is not None:
         audio = to_channels(audio, channels)

@@ -52,3 +52,25 @@ def test_overfit_tiny_model_gains_10_db_on_one_batch():
     assert history.gain_db >= 10.0
     assert final - mixture_baseline >= 3.0, (final, mixture_baseline)
     assert history.loss[-1] < history.loss[0]
+
+
+def test_a_non_finite_batch_skips_the_update():
+    model = build_model(TINY, key=jax.random.PRNGKey(0))
+    optimizer = make_optimizer()
+    state = TrainState.create(model, optimizer, key=jax.random.PRNGKey(1), ema=True)
+    before = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
+    targets = harmonic_stems(2, 4, 2000, 8000)
+    targets[0, 0, 0, 10] = np.nan
+    state, metrics = train_step(optimizer, state, Batch.from_targets(targets), ema_decay=0.9)
+    assert int(metrics["skipped"]) == 1 and int(state.step) == 1
+    after = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))]
+    ema = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.ema, eqx.is_inexact_array))]
+    for a, b, e in zip(before, after, ema, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, e)
+    state, metrics = train_step(optimizer, state, Batch.from_targets(harmonic_stems(2, 4, 2000, 8000)), ema_decay=0.9)
+    assert int(metrics["skipped"]) == 0
+    moved = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))]
+    ema = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.ema, eqx.is_inexact_array))]
+    for b, m, e in zip(before, moved, ema, strict=True):  # EMA moves a tenth of the way
+        np.testing.assert_allclose(e, 0.9 * b + 0.1 * m, rtol=1e-5, atol=1e-7)

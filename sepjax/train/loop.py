@@ -117,7 +117,8 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     start = int(state.step)
     last_valid: dict[str, float] | None = None
     bad_in_a_row = 0
-    bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, unit="step", disable=not (lead and cfg.log.progress))
+    bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, unit="step",
+               disable=not (lead and cfg.log.progress))
     clock = time.perf_counter()
     try:
         for step in range(start, cfg.train.steps):

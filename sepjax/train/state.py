@@ -40,7 +40,8 @@ class TrainState(eqx.Module):
     def create(cls, model: eqx.Module, optimizer: optax.GradientTransformation, *,
                key: PRNGKeyArray, ema: bool = False) -> "TrainState":
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-        return cls(jnp.zeros((), jnp.int32), model, opt_state, model if ema else None, key)
+        average = jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, model) if ema else None
+        return cls(jnp.zeros((), jnp.int32), model, opt_state, average, key)
 
     def step_key(self) -> PRNGKeyArray:
         """This step's RNG: the run key with the step count folded in."""

@@ -16,7 +16,8 @@ def log_spectrogram(wave: np.ndarray, n_fft: int = 1024, hop: int = 256, floor_d
     """(freqs, frames) log magnitude of the channel mean, scaled to [0, 1], low frequencies at the bottom."""
     import librosa
 
-    mono = np.asarray(wave, np.float32).reshape(-1, np.shape(wave)[-1]).mean(axis=0)
+    mono = np.nan_to_num(np.asarray(wave, np.float32).reshape(-1, np.shape(wave)[-1]).mean(axis=0),
+                         nan=0.0, posinf=0.0, neginf=0.0)
     mag = np.abs(librosa.stft(mono, n_fft=n_fft, hop_length=hop))
     db = librosa.amplitude_to_db(mag, ref=np.max, top_db=-floor_db) if mag.max() > 0 else np.full(mag.shape, floor_db)
     return ((db - floor_db) / -floor_db)[::-1].astype(np.float32)
@@ -35,7 +36,7 @@ class RunLogger:
 
     def audio(self, step: int, tag: str, wave: np.ndarray, sample_rate: int) -> None:
         """`wave` is (channels, time) or (time,); written peak-normalised for playback."""
-        wave = np.asarray(wave, dtype=np.float32)
+        wave = np.nan_to_num(np.asarray(wave, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         wave = wave.T if wave.ndim == 2 else wave[:, None]
         self.writer.add_audio(tag, peak_normalise(wave), step, sample_rate=sample_rate)
 
