@@ -22,8 +22,9 @@ def initialize_from_env() -> bool:
         return True
     coordinator = os.environ.get("SEPJAX_COORDINATOR")
     if coordinator:
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # Cross-process collectives for CPU devices; ignored by GPU and TPU backends. Querying the
+        # backend here would initialise it, which must not happen before jax.distributed.initialize.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=coordinator,
                                    num_processes=int(os.environ["SEPJAX_NUM_PROCESSES"]),
                                    process_id=int(os.environ["SEPJAX_PROCESS_ID"]))
