@@ -174,6 +174,14 @@ def cmd_evaluate(args) -> int:
     return 1 if result["failed"] else 0
 
 
+def cmd_train(args) -> int:
+    from sepjax.train.cli import load_experiment, run_experiment
+
+    module = load_experiment(args.experiment)
+    run_experiment(module.CONFIG, args.overrides, description=module.__doc__)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sepjax", description="SepReformer source separation in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     _inference_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="run an experiment file with command-line overrides",
+                       description="sepjax train experiments/chorales_sepreformer.py --train.steps 2000 --optim.lr 1e-3")
+    p.add_argument("experiment", type=Path)
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="flags for the experiment's config (see --help there)")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
@@ -240,11 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     from sepjax.audio import AudioError
     from sepjax.bundle import BundleError
     from sepjax.data.layouts import LayoutError
+    from sepjax.train.checkpoint import CheckpointError
+    from sepjax.train.loop import NonFiniteError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (LayoutError, AudioError, BundleError, FileExistsError, RuntimeError, ValueError) as err:
+    except (LayoutError, AudioError, BundleError, CheckpointError, NonFiniteError, FileExistsError,
+            FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -151,3 +151,14 @@ def test_losses_jit():
     jitted = jax.jit(lambda e, t: composite_loss(e, t)[0])
     np.testing.assert_allclose(jitted(targets * 0.9, targets), composite_loss(targets * 0.9, targets)[0],
                                rtol=1e-4)
+
+
+def test_permutation_invariant_loss_ignores_output_order():
+    rng = np.random.default_rng(10)
+    targets = batch(rng, b=2, n=2)
+    estimates = targets + 0.05 * jnp.asarray(rng.standard_normal(targets.shape), dtype=jnp.float32)
+    swapped = estimates[:, ::-1]
+    config = CompositeLossConfig(permutation_invariant=True)
+    np.testing.assert_allclose(composite_loss(swapped, targets, config=config)[0],
+                               composite_loss(estimates, targets, config=config)[0], rtol=1e-5)
+    assert float(composite_loss(swapped, targets)[0]) > float(composite_loss(estimates, targets)[0]) + 20

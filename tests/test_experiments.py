@@ -1,0 +1,51 @@
+"""Every experiment file parses, agrees with its data layout, and `sepjax train` runs one end to end."""
+
+from pathlib import Path
+
+import jax
+import pytest
+from fixtures import make_jacappella
+
+from sepjax.bundle import load_bundle
+from sepjax.cli import main
+from sepjax.data.layouts import get_layout
+from sepjax.train.cli import load_experiment, parse
+
+EXPERIMENTS = sorted((Path(__file__).parents[1] / "experiments").glob("*_sepreformer.py"))
+
+
+def test_the_promised_experiments_exist():
+    names = {p.stem for p in EXPERIMENTS}
+    assert names >= {"chorales_sepreformer", "jacappella_sepreformer", "musdb_sepreformer", "wsj0_2mix_sepreformer"}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_config_matches_its_layout_and_documents_itself(path):
+    module = load_experiment(path)
+    config = module.CONFIG
+    layout = get_layout(config.data.layout, stems=config.data.stems)
+    assert config.model.num_stems == len(layout.stems)
+    assert config.model.in_channels == config.data.channels
+    assert "python experiments/" in module.__doc__ and "Data:" in module.__doc__
+
+
+def test_command_line_overrides():
+    config = parse(load_experiment(EXPERIMENTS[0]).CONFIG, ["--train.steps", "7", "--optim.lr", "0.01",
+                                                             "--data.augment.remix-prob", "0.1"])
+    assert (config.train.steps, config.optim.lr, config.data.augment.remix_prob) == (7, 0.01, 0.1)
+    with pytest.raises(SystemExit):
+        parse(config, ["--train.steps", "not-a-number"])
+
+
+def test_sepjax_train_runs_an_experiment_file(tmp_path, capsys):
+    make_jacappella(tmp_path / "jc")
+    with jax.numpy_dtype_promotion("standard"):
+        code = main(["train", "experiments/chorales_sepreformer.py", "--data.root", str(tmp_path / "jc"),
+                     "--data.layout", "jacappella", "--data.stems", "soprano", "alto", "tenor", "bass",
+                     "--data.segment-seconds", "0.5", "--train.steps", "2",
+                     "--train.valid-every", "2", "--train.chunk-seconds", "0.5", "--train.run-dir",
+                     str(tmp_path / "run"), "--log.no-progress"])
+    assert code == 0
+    assert "model bundle:" in capsys.readouterr().out
+    assert load_bundle(tmp_path / "run" / "bundle").stem_names == ("soprano", "alto", "tenor", "bass")
+    assert main(["train", str(tmp_path / "nope.py")]) == 2
