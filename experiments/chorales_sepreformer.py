@@ -20,9 +20,9 @@ CONFIG = ExperimentConfig(
     data=DataConfig(root="data/chorales", layout="chorales", sample_rate=8000, segment_seconds=2.0, batch_size=4,
                     valid_tracks=3, augment=AugmentConfig(gain_db=(-3.0, 3.0), remix_prob=0.3)),
     optim=OptimConfig(lr=2e-3, warmup_steps=100, schedule="cosine", ema_decay=0.99),
-    train=TrainConfig(steps=2400, run_dir="runs/chorales_sepreformer", checkpoint_every=400, valid_every=400,
+    train=TrainConfig(steps=1000, run_dir="runs/chorales_sepreformer", checkpoint_every=250, valid_every=250,
                       chunk_seconds=2.0),
-    log=LogConfig(log_every=20, audio_every=400),
+    log=LogConfig(log_every=20, audio_every=250),
 )
 
 if __name__ == "__main__":

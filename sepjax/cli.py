@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     _inference_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("train", help="run an experiment file with command-line overrides",
-                       description="sepjax train experiments/chorales_sepreformer.py --train.steps 2000 --optim.lr 1e-3")
+    example = "sepjax train experiments/chorales_sepreformer.py --train.steps 2000 --optim.lr 1e-3"
+    p = sub.add_parser("train", help="run an experiment file with command-line overrides", description=example)
     p.add_argument("experiment", type=Path)
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="flags for the experiment's config (see --help there)")
     p.set_defaults(func=cmd_train)
