@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python experiments/overfit.py
+	$(BIN)/python experiments/demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
