@@ -1,8 +1,6 @@
 """A trained model as one directory: bundle.json (config, stem names, sample rate, version) + weights.eqx."""
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import equinox as eqx
 import jax
 
 from sepjax import __version__
+from sepjax.files import staged_directory
 from sepjax.models import ModelConfig, build_model, config_from_dict
 
 META_FILE = "bundle.json"
@@ -36,21 +35,11 @@ def save_bundle(path: str | Path, model: eqx.Module, stem_names: tuple[str, ...]
     config = model.config
     if len(stem_names) != config.num_stems:
         raise BundleError(f"{len(stem_names)} stem names for a model with {config.num_stems} stems")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        meta = {"config": config.to_dict(), "stem_names": list(stem_names), "sample_rate": int(sample_rate),
-                "sepjax_version": __version__}
+    meta = {"config": config.to_dict(), "stem_names": list(stem_names), "sample_rate": int(sample_rate),
+            "sepjax_version": __version__}
+    with staged_directory(path, overwrite=overwrite) as staging:
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         eqx.tree_serialise_leaves(staging / WEIGHTS_FILE, model)
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 

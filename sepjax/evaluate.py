@@ -8,7 +8,6 @@ normally the chunked inference core around a bundle's model.
 import csv
 import io
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,16 +15,11 @@ import numpy as np
 from tqdm import tqdm
 
 from sepjax.data.index import Track, TrackIndex, load_track
+from sepjax.files import write_text_atomic
 from sepjax.metrics import METRIC_NAMES, aggregate, track_metrics
 
 SeparateFn = Callable[[np.ndarray, Track], np.ndarray]
 """(mixture (channels, T), track) → estimates (stems, channels, T)."""
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def markdown_table(summary: dict, metrics: tuple[str, ...] = ("sdr", "bss_sdr_v4", "si_sdr", "si_sdri")) -> str:
@@ -80,9 +74,9 @@ def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tu
     writer = csv.DictWriter(buffer, fieldnames=["track", "stem", *METRIC_NAMES])
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_text(out_dir / "metrics.csv", buffer.getvalue())
+    write_text_atomic(out_dir / "metrics.csv", buffer.getvalue())
     result = {"split": split, "tracks": len(tracks), "failed": failures, "sample_rate": sample_rate,
               "per_stem": summary}
-    _atomic_text(out_dir / "summary.json", json.dumps(result, indent=2))
-    _atomic_text(out_dir / "summary.md", markdown_table(summary))
+    write_text_atomic(out_dir / "summary.json", json.dumps(result, indent=2))
+    write_text_atomic(out_dir / "summary.md", markdown_table(summary))
     return result

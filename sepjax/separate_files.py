@@ -7,8 +7,6 @@ complete: a failure leaves nothing behind, and an existing folder is never repla
 """
 
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import soundfile as sf
 import soxr
 
 from sepjax.audio import SUBTYPES, AudioError, info, to_channels
+from sepjax.files import staged_directory
 from sepjax.separate import InferenceConfig, ModelFn, NormStats, separate_stream
 
 BLOCK_SECONDS = 4.0
@@ -132,23 +131,15 @@ def separate_file(model_fn: ModelFn, in_channels: int, out_channels: int, model_
     if model_rate * meta.frames / meta.samplerate < 1:
         raise AudioError(f"{path}: too short to resample to {model_rate} Hz")
     target = options.out_dir / name
-    if target.exists() and not options.overwrite:
+    if target.exists() and not options.overwrite:  # checked before the statistics pass, to fail fast
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     stats = _stats(path, meta.frames) if inference.normalize else None
     model_length = int(round(meta.frames * model_rate / meta.samplerate))
     blocks = _resampled(_blocks(path, in_channels), meta.samplerate, model_rate, in_channels,
                         model_length)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_directory(target, overwrite=options.overwrite) as staging:
         _write_stems(model_fn, blocks, model_length, in_channels, out_channels, model_rate, stem_names, path, meta,
                      inference, options, stats, staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from sepjax.audio import fit, read, write
 from sepjax.data.layouts import CHORALE_STEMS, JACAPPELLA_TEST_LIST, VALID_LIST
 from sepjax.data.voice_synth import part_timbre, render_notes
+from sepjax.files import staged_directory, write_text_atomic
 
 PARTS = CHORALE_STEMS
 SUBSET = "bach"
@@ -173,13 +174,10 @@ def _render_to_folder(args) -> tuple[str, str, float, str | None]:
     mixture = stems.sum(axis=0)
     peak = float(np.max(np.abs(mixture)))
     gain = 0.9 / peak if peak > 0 else 1.0
-    folder = Path(folder)
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    for name, stem in zip(PARTS, stems, strict=True):
-        write(staging / f"{name}.wav", stem * gain, sample_rate, bits="float")
-    write(staging / "mixture.wav", (stems * gain).sum(axis=0), sample_rate, bits="float")
-    staging.rename(folder)  # the song appears whole or not at all
+    with staged_directory(folder, overwrite=True) as staging:  # the song appears whole or not at all
+        for name, stem in zip(PARTS, stems, strict=True):
+            write(staging / f"{name}.wav", stem * gain, sample_rate, bits="float")
+        write(staging / "mixture.wav", (stems * gain).sum(axis=0), sample_rate, bits="float")
     return chorale_id, "written", stems.shape[-1] / sample_rate, None
 
 
@@ -229,6 +227,4 @@ def _collect(results, report: ChoraleReport, total: int, progress) -> None:
 
 
 def _write_list(path: Path, names: list[str]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text("".join(f"{n}\n" for n in names))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(f"{n}\n" for n in names))

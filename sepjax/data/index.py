@@ -4,9 +4,9 @@ The cache (`.sepjax-index-<layout>.json` next to the data) stores each file's si
 any change to them, or to the set of files, rebuilds the index.
 """
 
+import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ import numpy as np
 
 from sepjax.audio import AudioError, info, read
 from sepjax.data.layouts import Layout, LayoutError, StemRef, ref_path
+from sepjax.files import write_text_atomic
 
 CACHE_VERSION = 1
 
@@ -136,12 +137,8 @@ def _from_json(data: dict) -> TrackIndex:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.part")
-    try:
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only dataset simply goes uncached
+    with contextlib.suppress(OSError):  # a read-only dataset simply goes uncached
+        write_text_atomic(path, json.dumps(data))
 
 
 def load_track(track: Track, stem_names: tuple[str, ...], sample_rate: int, channels: int

@@ -16,6 +16,7 @@ from sepjax.bundle import save_bundle
 from sepjax.data.index import TrackIndex, build_index
 from sepjax.data.layouts import get_layout
 from sepjax.data.pipeline import PipelineConfig, training_dataset
+from sepjax.files import write_text_atomic
 from sepjax.models import build_model
 from sepjax.separate import InferenceConfig
 from sepjax.train.checkpoint import Checkpointer, check_disk_space
@@ -60,9 +61,7 @@ def _prepare_run_dir(config: ExperimentConfig) -> Path:
         raise ConfigError(f"{run_dir} has no config.json to resume from")
     run_dir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
-        tmp = saved.with_suffix(".json.part")
-        tmp.write_text(json.dumps(config.to_dict(), indent=2))
-        tmp.replace(saved)
+        write_text_atomic(saved, json.dumps(config.to_dict(), indent=2))
     return run_dir
 
 
