@@ -74,3 +74,26 @@ def test_a_non_finite_batch_skips_the_update():
     ema = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.ema, eqx.is_inexact_array))]
     for b, m, e in zip(before, moved, ema, strict=True):  # EMA moves a tenth of the way
         np.testing.assert_allclose(e, 0.9 * b + 0.1 * m, rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_accumulation_updates_every_k_steps():
+    from sepjax.train.config import OptimConfig
+    from sepjax.train.optim import build_optimizer
+
+    optimizer = build_optimizer(OptimConfig(grad_accum=2, warmup_steps=0, schedule="constant"), total_steps=10)
+    model = build_model(TINY, key=jax.random.PRNGKey(0))
+    state = TrainState.create(model, optimizer, key=jax.random.PRNGKey(1))
+    batch = Batch.from_targets(harmonic_stems(2, 4, 2000, 8000))
+
+    def snapshot(s):
+        return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(s.model, eqx.is_inexact_array))]
+
+    history = [snapshot(state)]
+    for _ in range(4):
+        state, _ = train_step(optimizer, state, batch)
+        history.append(snapshot(state))
+
+    def changed(a, b):
+        return any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert [changed(history[i], history[i + 1]) for i in range(4)] == [False, True, False, True]

@@ -24,7 +24,7 @@ def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTran
                                                      accumulation_size=50))
     optimizer = optax.chain(*parts)
     if config.grad_accum > 1:
-        optimizer = optax.MultiSteps(optimizer, every_k_schedule=config.grad_accum)
+        optimizer = optax.MultiSteps(optimizer, every_k_schedule=config.grad_accum).gradient_transformation()
     return optimizer
 
 
