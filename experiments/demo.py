@@ -39,8 +39,9 @@ def main() -> int:
 
     print(f"[1/4] rendering {args.chorales} chorales into {args.corpus} ...", flush=True)
     report = build_chorales(args.corpus, sample_rate=16000, limit=args.chorales)
-    print(f"      {len(report.written)} rendered ({report.realtime_factor:.0f}x real time), "
-          f"{len(report.present)} already there, {len(report.skipped)} skipped", flush=True)
+    rate = f" ({report.realtime_factor:.0f}x real time)" if report.written else ""
+    print(f"      {len(report.written)} rendered{rate}, {len(report.present)} already there, "
+          f"{len(report.skipped)} skipped", flush=True)
 
     print(f"[2/4] training {CONFIG.name} for {args.steps} steps ...", flush=True)
     config = replace(CONFIG, data={"root": str(args.corpus)},
