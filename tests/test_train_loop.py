@@ -100,6 +100,7 @@ def test_errors_before_any_compute(tmp_path, monkeypatch):
     monkeypatch.setattr("sepjax.train.checkpoint.shutil.disk_usage", lambda path: Disk)
     with pytest.raises(CheckpointError, match="MiB free, checkpoints need about"):
         train(replace(config, train={"run_dir": str(tmp_path / "other")}))
+    assert not (tmp_path / "other").exists()  # refused before anything was written
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

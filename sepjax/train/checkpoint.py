@@ -26,9 +26,9 @@ def state_bytes(state: TrainState) -> int:
 
 def check_disk_space(directory: Path, state: TrainState, copies: int) -> None:
     """Refuse to start when the disk cannot hold `copies` checkpoints plus one being written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())
     needed = state_bytes(state) * (copies + 1)
-    free = shutil.disk_usage(directory).free
+    free = shutil.disk_usage(existing).free
     if free < needed:
         raise CheckpointError(f"{directory}: {free / 2**20:.0f} MiB free, checkpoints need about "
                               f"{needed / 2**20:.0f} MiB; free some space or lower --train.keep-last")

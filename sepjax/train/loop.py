@@ -89,14 +89,15 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     initialize_from_env()
     cfg = config
     index, stems = load_index(cfg)
-    run_dir = _prepare_run_dir(cfg)
-    lead = jax.process_index() == 0
-    mesh = data_mesh()
     key = jax.random.PRNGKey(cfg.train.seed)
     model_key, state_key = jax.random.split(key)
     optimizer = build_optimizer(cfg.optim, cfg.train.steps)
     state = TrainState.create(build_model(cfg.model, key=model_key), optimizer, key=state_key,
                               ema=cfg.optim.ema_decay > 0)
+    check_disk_space(Path(cfg.train.run_dir) / "checkpoints", state, cfg.train.keep_last + 1)
+    run_dir = _prepare_run_dir(cfg)
+    lead = jax.process_index() == 0
+    mesh = data_mesh()
     pipeline = PipelineConfig(
         sample_rate=cfg.data.sample_rate, segment_seconds=cfg.data.segment_seconds,
         batch_size=per_process_batch(cfg.data.batch_size), channels=cfg.data.channels, split=cfg.data.train_split,
@@ -104,7 +105,6 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
         num_workers=cfg.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
     data = iter(training_dataset(index, pipeline))
     checkpoints = Checkpointer(run_dir / "checkpoints", keep_last=cfg.train.keep_last, best_metric="valid_metric")
-    check_disk_space(run_dir / "checkpoints", state, cfg.train.keep_last + 1)
     if cfg.train.resume and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state, data)
     state = replicate(state, mesh)
