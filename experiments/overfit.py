@@ -19,8 +19,8 @@ import numpy as np
 
 from sepjax.data.synthetic import harmonic_stems
 from sepjax.models import build_model, count_params, get_config
+from sepjax.tensorboard_log import RunLogger
 from sepjax.train import Batch, overfit_one_batch
-from sepjax.train.tensorboard import RunLogger
 
 STEM_NAMES = ["bass", "tenor", "alto", "soprano"]
 

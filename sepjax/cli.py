@@ -57,7 +57,7 @@ def cmd_data_preview(args) -> int:
     from sepjax.audio import write
     from sepjax.data.augment import AugmentConfig
     from sepjax.data.pipeline import PipelineConfig, training_dataset
-    from sepjax.train.tensorboard import RunLogger
+    from sepjax.tensorboard_log import RunLogger
 
     index = _index(args)
     out = Path(args.out)

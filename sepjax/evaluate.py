@@ -47,7 +47,7 @@ def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tu
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = None
     if tensorboard_tracks:
-        from sepjax.train.tensorboard import RunLogger
+        from sepjax.tensorboard_log import RunLogger
 
         logger = RunLogger(out_dir / "tensorboard")
     rows, failures = [], []

@@ -19,13 +19,13 @@ from sepjax.data.pipeline import PipelineConfig, training_dataset
 from sepjax.files import write_text_atomic
 from sepjax.models import build_model
 from sepjax.separate import InferenceConfig
+from sepjax.tensorboard_log import RunLogger
 from sepjax.train.checkpoint import Checkpointer, check_disk_space
 from sepjax.train.config import ExperimentConfig, config_differences
 from sepjax.train.distributed import data_mesh, initialize_from_env, per_process_batch, replicate, shard_batch
 from sepjax.train.optim import build_optimizer, current_lr
 from sepjax.train.state import Batch, TrainState
 from sepjax.train.step import train_step
-from sepjax.train.tensorboard import RunLogger
 from sepjax.train.validate import validate
 
 
