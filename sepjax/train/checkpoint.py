@@ -38,13 +38,17 @@ class Checkpointer:
     def __init__(self, directory: str | Path, *, keep_last: int = 2, best_metric: str | None = None):
         self.directory = Path(directory).absolute()
         policies = [ocp.checkpoint_managers.LatestN(keep_last)]
+        best_fn = None
         if best_metric is not None:
-            policies.append(ocp.checkpoint_managers.BestN(
-                get_metric_fn=lambda metrics: metrics[best_metric], reverse=True, n=1,
-                keep_checkpoints_without_metrics=False))
+            def best_fn(metrics):
+                return metrics[best_metric]
+
+            # BestN sorts ascending and keeps the last n: the highest metric.
+            policies.append(ocp.checkpoint_managers.BestN(get_metric_fn=best_fn, reverse=False, n=1,
+                                                          keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=True)
+            best_fn=best_fn, best_mode="max", enable_async_checkpointing=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
