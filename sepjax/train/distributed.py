@@ -32,6 +32,13 @@ def initialize_from_env() -> bool:
     elif os.environ.get("SEPJAX_DISTRIBUTED") == "auto":
         jax.distributed.initialize()
         _initialized = True
+    if _initialized:
+        # The first collective sets up the cross-process context, which must happen within 30 s on
+        # every process; do it now, while the processes are in step, not at some later barrier
+        # (orbax's, or the first train step) that they may reach minutes apart.
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("sepjax: processes started")
     return _initialized
 
 

@@ -59,6 +59,10 @@ def _prepare_run_dir(config: ExperimentConfig) -> Path:
             raise ConfigError(f"cannot resume {run_dir} with a different config:\n  " + "\n  ".join(diffs))
     elif config.train.resume and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} has no config.json to resume from")
+    if jax.process_count() > 1:  # every process has checked before the first one writes
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("sepjax: run directory checked")
     run_dir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         write_text_atomic(saved, json.dumps(config.to_dict(), indent=2))
