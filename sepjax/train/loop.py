@@ -122,14 +122,10 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     bad_in_a_row = 0
     bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, unit="step",
                disable=not (lead and cfg.log.progress))
-    first = next(data) if start < cfg.train.steps else None
-    if first is not None and jax.process_count() > 1:
-        _compile_then_meet(optimizer, state, shard_batch(Batch(first["mixture"], first["targets"], first["mask"]),
-                                                         mesh), cfg)
     clock = time.perf_counter()
     try:
         for step in range(start, cfg.train.steps):
-            raw = first if step == start else next(data)
+            raw = next(data)
             batch = shard_batch(Batch(raw["mixture"], raw["targets"], raw["mask"]), mesh)
             state, metrics = train_step(optimizer, state, batch, cfg.loss, cfg.optim.ema_decay)
             done = step + 1
@@ -177,20 +173,6 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
         if logger:
             logger.close()
     return result
-
-
-def _compile_then_meet(optimizer, state, batch, cfg) -> None:
-    """Compile the step in every process, then wait for all of them at a barrier.
-
-    The first cross-process collective sets up the CPU collectives (gloo), which gives up after
-    30 s; processes that compile at different speeds would otherwise reach it too far apart.
-    """
-    from jax.experimental import multihost_utils
-
-    from sepjax.train.step import _donating_step
-
-    _donating_step.lower(batch, state, optimizer, cfg.loss, cfg.optim.ema_decay).compile()
-    multihost_utils.sync_global_devices("sepjax: train step compiled")
 
 
 def _run_validation(state, tracks, stems, cfg, inference, logger, step) -> dict[str, float]:
