@@ -47,3 +47,11 @@ def overlap_add(frames: Shaped[Array, "*lead frames frame_length"], hop: int) ->
     )
     out = total.reshape(*lead, (count + spans - 1) * hop)
     return out[..., : (count - 1) * hop + frame_length]
+
+
+def fit_length(x: Shaped[Array, "*lead time"], length: int) -> Shaped[Array, "*lead length"]:
+    """Trim or zero-pad the last axis to `length`."""
+    have = x.shape[-1]
+    if have >= length:
+        return x[..., :length]
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - have)])

@@ -86,6 +86,15 @@ class CompositeLossConfig:
     max_silent_db: float = 30.0
     permutation_invariant: bool = False
     """Match estimates to targets by the best permutation (−SI-SDR) first: speech-style unordered stems."""
+    si_sdr_cap_db: float | None = None
+    """Per-stem SI-SDR above this counts as this in the loss (the paper's −SI-SNR clamped at −30 dB)."""
+    aux_weight: float = 0.4
+    """α in (1−α)·L_main + α·mean(L_aux), for models with auxiliary (multi-loss) outputs."""
+    aux_decay_start: int | None = None
+    """Step after which α decays (the paper: epoch 100); None keeps α constant."""
+    aux_decay_every: int = 1000
+    aux_decay: float = 0.8
+    """α ← α·aux_decay at aux_decay_start and every aux_decay_every steps after it."""
 
 
 def is_silent(targets: Float[Array, "*batch stems channels time"], config: CompositeLossConfig
@@ -109,7 +118,8 @@ def stem_losses(estimates: Float[Array, "*batch stems channels time"],
     flat_estimates = estimates.reshape(*estimates.shape[:-2], -1)
     reference = jnp.broadcast_to(mixture_energy[..., None], silent.shape)
     penalty = silent_penalty(flat_estimates, reference, config.max_silent_db)
-    active = neg_si_sdr + config.stft_weight * spectral
+    capped = neg_si_sdr if config.si_sdr_cap_db is None else jnp.maximum(neg_si_sdr, -config.si_sdr_cap_db)
+    active = capped + config.stft_weight * spectral
     total = jnp.where(silent, penalty, active)
     return {"loss": total, "neg_si_sdr": neg_si_sdr, "mr_stft": spectral, "silent_penalty": penalty,
             "silent": silent}
@@ -145,6 +155,31 @@ def composite_loss(estimates: Float[Array, "batch stems channels time"],
             "silent_fraction": masked_mean(terms["silent"].astype(estimates.dtype), mask),
     }
     return masked_mean(terms["loss"], mask), summary
+
+
+def aux_loss_weight(step: Int[Array, ""] | int, config: CompositeLossConfig) -> Float[Array, ""]:
+    """α at `step`: aux_weight, then ×aux_decay at aux_decay_start and every aux_decay_every steps after."""
+    alpha = jnp.asarray(config.aux_weight, jnp.float32)
+    if config.aux_decay_start is None:
+        return alpha
+    past = jnp.asarray(step, jnp.int32) - config.aux_decay_start
+    decays = jnp.where(past >= 0, 1 + jnp.maximum(past, 0) // config.aux_decay_every, 0)
+    return alpha * jnp.asarray(config.aux_decay, jnp.float32) ** decays.astype(jnp.float32)
+
+
+def multi_loss(estimates: Float[Array, "batch stems channels time"],
+               aux_estimates: Float[Array, "batch heads stems channels time"] | None,
+               targets: Float[Array, "batch stems channels time"], mask: Float[Array, "batch stems"] | None,
+               config: CompositeLossConfig, aux_weight: Float[Array, ""] | float
+               ) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """(1−α)·L_main + α·mean over heads of L_aux; each L is `composite_loss`. Without heads, L_main alone."""
+    loss, terms = composite_loss(estimates, targets, mask, config)
+    if aux_estimates is None:
+        return loss, terms
+    heads = [composite_loss(aux_estimates[:, h], targets, mask, config)[0] for h in range(aux_estimates.shape[1])]
+    aux = sum(heads) / len(heads)
+    return (1 - aux_weight) * loss + aux_weight * aux, {**terms, "main_loss": loss, "aux_loss": aux,
+                                                        "aux_weight": jnp.asarray(aux_weight, loss.dtype)}
 
 
 def best_permutation(estimates: Float[Array, "batch stems *rest"], targets: Float[Array, "batch stems *rest"]

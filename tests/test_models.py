@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sepjax.framing import fit_length
 from sepjax.models import MODEL_CONFIGS, DualPathConfig, build_model, config_from_dict, get_config
-from sepjax.models.dual_path import fit_length
 
 TINY = get_config("sepreformer-dp-tiny")
 

@@ -14,19 +14,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from sepjax.framing import fit_length
 from sepjax.models.config import DualPathConfig
 from sepjax.nn.conv import ConvDecoder, ConvEncoder
 from sepjax.nn.dual_path import DualPathBlock
 from sepjax.nn.split import GLUSplit
 from sepjax.nn.stack import cast_floating, scan_blocks, stacked
-
-
-def fit_length(x: Float[Array, "*lead time"], length: int) -> Float[Array, "*lead length"]:
-    """Trim or zero-pad the last axis to `length`."""
-    have = x.shape[-1]
-    if have >= length:
-        return x[..., :length]
-    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - have)])
 
 
 class DualPathSepReformer(eqx.Module):
@@ -82,3 +75,10 @@ class DualPathSepReformer(eqx.Module):
         streams = scan_blocks(model.rec_blocks, streams, per_stem, key=k_rec, remat=c.remat)
         waves = jax.vmap(model.decoder)(streams)
         return fit_length(waves, length).astype(mixture.dtype)
+
+    def train_forward(self, mixture: Float[Array, "in_channels time"], *, key: PRNGKeyArray | None = None):
+        """Training mode, in the shape every family returns: (estimates, no auxiliary outputs, no state)."""
+        return self(mixture, key=key), None, None
+
+    def with_stats(self, stats: None) -> "DualPathSepReformer":
+        return self

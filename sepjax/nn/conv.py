@@ -17,14 +17,19 @@ class ConvEncoder(eqx.Module):
     """Conv1d(in_channels→dim, K, S) then GELU; waveform (channels, T) → frames (L, dim)."""
 
     conv: eqx.nn.Conv1d
+    approximate_gelu: bool = eqx.field(static=True, default=True)
 
-    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int, *, key: PRNGKeyArray):
-        self.conv = eqx.nn.Conv1d(in_channels, dim, kernel, stride=stride, key=key)
+    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int, *, use_bias: bool = True,
+                 approximate_gelu: bool = True, key: PRNGKeyArray):
+        self.conv = eqx.nn.Conv1d(in_channels, dim, kernel, stride=stride, use_bias=use_bias, key=key)
+        self.approximate_gelu = approximate_gelu
 
     def __call__(self, x: Float[Array, "channels time"]) -> Float[Array, "frames dim"]:
         frames = frame(x, self.conv.kernel_size[0], self.conv.stride[0])
         h = jnp.einsum("clk,dck->ld", frames, self.conv.weight.astype(x.dtype))
-        return jax.nn.gelu(h + self.conv.bias[:, 0].astype(x.dtype))
+        if self.conv.bias is not None:
+            h = h + self.conv.bias[:, 0].astype(x.dtype)
+        return jax.nn.gelu(h, approximate=self.approximate_gelu)
 
 
 class ConvDecoder(eqx.Module):
@@ -32,11 +37,13 @@ class ConvDecoder(eqx.Module):
 
     conv: eqx.nn.ConvTranspose1d
 
-    def __init__(self, dim: int, out_channels: int, kernel: int, stride: int, *, key: PRNGKeyArray):
-        self.conv = eqx.nn.ConvTranspose1d(dim, out_channels, kernel, stride=stride, key=key)
+    def __init__(self, dim: int, out_channels: int, kernel: int, stride: int, *, use_bias: bool = True,
+                 key: PRNGKeyArray):
+        self.conv = eqx.nn.ConvTranspose1d(dim, out_channels, kernel, stride=stride, use_bias=use_bias, key=key)
 
     def __call__(self, h: Float[Array, "frames dim"]) -> Float[Array, "channels time"]:
         # eqx's transposed conv is the transpose of a conv with the kernel flipped.
         weight = jnp.flip(self.conv.weight, axis=-1).astype(h.dtype)
         frames = jnp.einsum("ld,cdk->clk", h, weight)
-        return overlap_add(frames, self.conv.stride[0]) + self.conv.bias.astype(h.dtype)
+        waves = overlap_add(frames, self.conv.stride[0])
+        return waves if self.conv.bias is None else waves + self.conv.bias.astype(h.dtype)

@@ -1,4 +1,4 @@
-"""LayerNorm over the last axis of a whole sequence (one call instead of a vmap over frames)."""
+"""Normalisation layers over channel-last sequences: LayerNorm over channels, GroupNorm(1) over a whole sequence."""
 
 import equinox as eqx
 import jax
@@ -25,3 +25,26 @@ class LayerNorm(eqx.Module):
         normed = (stats - mean) * jax.lax.rsqrt(var + self.eps)
         weight, bias = self.weight.astype(jnp.float32), self.bias.astype(jnp.float32)
         return (normed * weight + bias).astype(x.dtype)
+
+
+class GroupNorm1(eqx.Module):
+    """GroupNorm with one group on channel-last sequences: statistics over (time, channels) of each sequence.
+
+    Same parameters and numerics as `eqx.nn.GroupNorm(1, channels)` applied to the transposed `(channels, time)`.
+    """
+
+    weight: Float[Array, " channels"]
+    bias: Float[Array, " channels"]
+    eps: float = eqx.field(static=True, default=1e-5)
+
+    def __init__(self, channels: int, *, eps: float = 1e-5):
+        self.weight = jnp.ones(channels)
+        self.bias = jnp.zeros(channels)
+        self.eps = eps
+
+    def __call__(self, x: Float[Array, "*batch time channels"]) -> Float[Array, "*batch time channels"]:
+        stats = x.astype(jnp.float32)
+        mean = jnp.mean(stats, axis=(-2, -1), keepdims=True)
+        var = jnp.var(stats, axis=(-2, -1), keepdims=True)
+        normed = (stats - mean) * jax.lax.rsqrt(var + self.eps)
+        return (normed * self.weight.astype(jnp.float32) + self.bias.astype(jnp.float32)).astype(x.dtype)

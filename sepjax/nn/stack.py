@@ -36,12 +36,17 @@ def scan_blocks(
     return out
 
 
-def cast_floating(tree: PyTree, dtype: jnp.dtype) -> PyTree:
-    """Cast every floating array leaf to `dtype` (a no-op for float32 models run in float32)."""
+def cast_floating(tree: PyTree, dtype: jnp.dtype, *, keep: type | tuple[type, ...] = ()) -> PyTree:
+    """Cast every floating array leaf to `dtype` (a no-op for float32 models run in float32).
+
+    Subtrees that are instances of `keep` (e.g. normalisation layers that compute in float32) are left as they are.
+    """
 
     def cast(leaf: Any) -> Any:
         if eqx.is_inexact_array(leaf) and leaf.dtype != dtype:
             return leaf.astype(dtype)
         return leaf
 
-    return jax.tree.map(cast, tree)
+    if not keep:
+        return jax.tree.map(cast, tree)
+    return jax.tree.map(lambda x: x if isinstance(x, keep) else cast(x), tree, is_leaf=lambda x: isinstance(x, keep))

@@ -12,7 +12,9 @@ from sepjax.train.loop import TrainResult, train
 
 def parse(default: ExperimentConfig, args: list[str] | None = None, description: str | None = None
           ) -> ExperimentConfig:
-    return tyro.cli(ExperimentConfig, default=default, args=args, description=description)
+    # AvoidSubcommands: the model section takes the default's config type (dual-path or SepReformer) and its flags.
+    return tyro.cli(ExperimentConfig, default=default, args=args, description=description,
+                    config=(tyro.conf.AvoidSubcommands,))
 
 
 def run_experiment(default: ExperimentConfig, args: list[str] | None = None, description: str | None = None

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sepjax.data.augment import AugmentConfig
 from sepjax.losses import CompositeLossConfig
-from sepjax.models import DualPathConfig
+from sepjax.models import DualPathConfig, SepReformerConfig
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class LogConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
-    model: DualPathConfig = field(default_factory=DualPathConfig)
+    model: DualPathConfig | SepReformerConfig = field(default_factory=DualPathConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

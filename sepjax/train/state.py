@@ -9,6 +9,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from sepjax.models.training import parameters
+
 
 class Batch(NamedTuple):
     """One training batch: the mixture is the sum of the targets; mask marks stems that exist."""
@@ -39,7 +41,7 @@ class TrainState(eqx.Module):
     @classmethod
     def create(cls, model: eqx.Module, optimizer: optax.GradientTransformation, *,
                key: PRNGKeyArray, ema: bool = False) -> "TrainState":
-        opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+        opt_state = optimizer.init(parameters(model))
         average = jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, model) if ema else None
         return cls(jnp.zeros((), jnp.int32), model, opt_state, average, key)
 

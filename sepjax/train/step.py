@@ -1,12 +1,15 @@
 """The optimiser and the jitted, buffer-donating train step with a non-finite guard and an EMA."""
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from sepjax.losses import CompositeLossConfig, composite_loss
+from sepjax.losses import CompositeLossConfig, aux_loss_weight, multi_loss
+from sepjax.models.training import trainable, training_forward
 from sepjax.train.state import Batch, TrainState
 
 
@@ -17,12 +20,13 @@ def make_optimizer(lr: float | optax.Schedule = 3e-4, weight_decay: float = 1e-2
                        optax.adamw(lr, weight_decay=weight_decay))
 
 
-def batch_loss(model: eqx.Module, batch: Batch, key: PRNGKeyArray | None,
-               loss_config: CompositeLossConfig) -> tuple[Array, dict[str, Array]]:
-    """Forward the whole batch (vmap over examples) and score it with the composite loss."""
+def batch_loss(model: eqx.Module, batch: Batch, key: PRNGKeyArray | None, loss_config: CompositeLossConfig,
+               aux_weight: Array | float = 0.0) -> tuple[Array, tuple[dict[str, Array], Any]]:
+    """Training-mode forward of the whole batch, scored by the (multi-)loss; returns (loss, (terms, new stats))."""
     keys = None if key is None else jax.random.split(key, batch.mixture.shape[0])
-    estimates = jax.vmap(lambda x, k: model(x, key=k))(batch.mixture, keys)
-    return composite_loss(estimates, batch.targets, batch.mask, loss_config)
+    estimates, aux, stats = training_forward(model, batch.mixture, keys)
+    loss, terms = multi_loss(estimates, aux, batch.targets, batch.mask, loss_config, aux_weight)
+    return loss, (terms, stats)
 
 
 def train_step(optimizer: optax.GradientTransformation, state: TrainState, batch: Batch,
@@ -36,22 +40,23 @@ def train_step(optimizer: optax.GradientTransformation, state: TrainState, batch
     return _donating_step(batch, state, optimizer, loss_config, ema_decay)
 
 
-def _all_finite(tree) -> Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
 @eqx.filter_jit(donate="all-except-first")
 def _donating_step(batch: Batch, state: TrainState, optimizer: optax.GradientTransformation,
                    loss_config: CompositeLossConfig, ema_decay: float) -> tuple[TrainState, dict[str, Array]]:
     key = state.step_key() if state.model.config.dropout > 0 else None
-    grad_fn = eqx.filter_value_and_grad(batch_loss, has_aux=True)
-    (loss, terms), grads = grad_fn(state.model, batch, key, loss_config)
-    finite = jnp.isfinite(loss) & _all_finite(grads)
+    params, frozen = eqx.partition(state.model, trainable(state.model))
+
+    def loss_of(p):
+        return batch_loss(eqx.combine(p, frozen), batch, key, loss_config, aux_loss_weight(state.step, loss_config))
+
+    (loss, (terms, stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+    # One reduction, not one per leaf: a per-leaf isfinite stack made XLA:CPU compile for minutes on
+    # many-leaf models. A norm that overflows float32 is treated as non-finite too.
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grads)
-    params = eqx.filter(state.model, eqx.is_inexact_array)
     updates, opt_state = optimizer.update(grads, state.opt_state, params, value=loss)
-    model = eqx.apply_updates(state.model, updates)
+    model = eqx.apply_updates(state.model, updates).with_stats(stats)
 
     def keep_if_finite(new, old):
         return jax.tree.map(lambda n, o: jnp.where(finite, n, o) if eqx.is_array(n) else n, new, old)
@@ -60,9 +65,10 @@ def _donating_step(batch: Batch, state: TrainState, optimizer: optax.GradientTra
     opt_state = keep_if_finite(opt_state, state.opt_state)
     ema = state.ema
     if ema is not None:
-        blended = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
-                               eqx.filter(ema, eqx.is_inexact_array), eqx.filter(model, eqx.is_inexact_array))
-        ema = keep_if_finite(eqx.combine(blended, eqx.filter(ema, eqx.is_inexact_array, inverse=True)), ema)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **terms, "si_sdr": -terms["neg_si_sdr"],
+        ema_params, ema_rest = eqx.partition(ema, trainable(ema))
+        blended = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema_params,
+                               eqx.filter(model, trainable(model)))
+        ema = keep_if_finite(eqx.combine(blended, ema_rest).with_stats(stats), ema)
+    metrics = {"loss": loss, "grad_norm": grad_norm, **terms, "si_sdr": -terms["neg_si_sdr"],
                "skipped": (~finite).astype(jnp.int32)}
     return TrainState(state.step + 1, model, opt_state, ema, state.key), metrics

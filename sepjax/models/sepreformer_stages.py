@@ -1,0 +1,169 @@
+"""The stages the paper's SepReformer is assembled from: encoder and decoder stages, the speaker
+split, the downsampling layer and the output layer. Every stage threads the `eqx.nn.State` that
+holds BatchNorm statistics (unchanged when the model uses GroupNorm)."""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from sepjax.models.config import SepReformerConfig
+from sepjax.nn.activation import Activation
+from sepjax.nn.cla import LocalBlock
+from sepjax.nn.cross_speaker import CrossSpeakerBlock
+from sepjax.nn.dense import dense, glu
+from sepjax.nn.depthwise import DepthwiseConv
+from sepjax.nn.ega import GlobalBlock
+from sepjax.nn.norm import GroupNorm1
+from sepjax.nn.stateful_norm import BATCH_AXIS, StatefulNorm
+
+STEM_AXIS = "stem"
+"""The vmap axis name of the decoder's shared-weight streams; decoder BatchNorms average over it too."""
+
+
+def split_keys(key: PRNGKeyArray | None, count: int) -> list[PRNGKeyArray | None]:
+    return [None] * count if key is None else list(jax.random.split(key, count))
+
+
+def maybe_remat(fn: Callable[..., Any], remat: bool) -> Callable[..., Any]:
+    return jax.checkpoint(fn) if remat else fn
+
+
+def global_block(c: SepReformerConfig, key: PRNGKeyArray) -> GlobalBlock:
+    return GlobalBlock(c.dim, c.heads, dropout=c.dropout, layer_scale_init=c.layer_scale_init,
+                       impl=c.attention_impl, key=key)
+
+
+def local_block(c: SepReformerConfig, axis_name, key: PRNGKeyArray) -> LocalBlock:
+    return LocalBlock(c.dim, c.local_kernel, norm=c.norm, activation=c.activation, dropout=c.dropout,
+                      layer_scale_init=c.layer_scale_init, axis_name=axis_name, key=key)
+
+
+class Downsample(eqx.Module):
+    """Depthwise conv (stride 2), norm, activation: halves the frame rate."""
+
+    conv: DepthwiseConv
+    norm: StatefulNorm
+    act: Activation
+
+    def __init__(self, c: SepReformerConfig, *, key: PRNGKeyArray):
+        self.conv = DepthwiseConv(c.dim, c.down_kernel, stride=2, key=key)
+        self.norm = StatefulNorm(c.dim, c.norm, axis_name=BATCH_AXIS)
+        self.act = Activation(c.dim, c.activation)
+
+    def __call__(self, x: Float[Array, "time dim"], state: eqx.nn.State, *, inference: bool
+                 ) -> tuple[Float[Array, "half dim"], eqx.nn.State]:
+        y, state = self.norm(self.conv(x), state, inference=inference)
+        return self.act(y), state
+
+
+class EncoderStage(eqx.Module):
+    """Global, Local, Global, Local; returns the (downsampled) output and the skip taken before downsampling."""
+
+    blocks: tuple[GlobalBlock, LocalBlock, GlobalBlock, LocalBlock]
+    down: Downsample | None
+    remat: bool = eqx.field(static=True)
+
+    def __init__(self, c: SepReformerConfig, *, downsample: bool, key: PRNGKeyArray):
+        k = jax.random.split(key, 5)
+        self.blocks = (global_block(c, k[0]), local_block(c, BATCH_AXIS, k[1]),
+                       global_block(c, k[2]), local_block(c, BATCH_AXIS, k[3]))
+        self.down = Downsample(c, key=k[4]) if downsample else None
+        self.remat = c.remat
+
+    def __call__(self, x: Float[Array, "time dim"], positions: Array, state: eqx.nn.State, *, inference: bool,
+                 key: PRNGKeyArray | None = None):
+        keys = split_keys(key, len(self.blocks))
+        for block, k in zip(self.blocks, keys, strict=True):
+            if isinstance(block, GlobalBlock):
+                x = maybe_remat(lambda h, kk, b=block: b(h, positions, key=kk), self.remat)(x, k)
+            else:
+                x, state = maybe_remat(lambda h, s, kk, b=block: b(h, s, inference=inference, key=kk),
+                                       self.remat)(x, state, k)
+        skip = x
+        if self.down is not None:
+            x, state = self.down(x, state, inference=inference)
+        return x, skip, state
+
+
+class SpeakerSplit(eqx.Module):
+    """Linear(F→4FJ), GLU, Linear(2FJ→FJ), one stream per stem, GroupNorm(1) per stream."""
+
+    expand: eqx.nn.Linear
+    shrink: eqx.nn.Linear
+    norm: GroupNorm1
+    num_stems: int = eqx.field(static=True)
+
+    def __init__(self, dim: int, num_stems: int, *, key: PRNGKeyArray):
+        k_expand, k_shrink = jax.random.split(key)
+        self.expand = eqx.nn.Linear(dim, 4 * dim * num_stems, key=k_expand)
+        self.shrink = eqx.nn.Linear(2 * dim * num_stems, dim * num_stems, key=k_shrink)
+        self.norm = GroupNorm1(dim, eps=1e-8)
+        self.num_stems = num_stems
+
+    def __call__(self, x: Float[Array, "time dim"]) -> Float[Array, "stems time dim"]:
+        time, dim = x.shape
+        h = dense(self.shrink, glu(dense(self.expand, x)))
+        return self.norm(jnp.swapaxes(h.reshape(time, self.num_stems, dim), 0, 1))
+
+
+class DecoderStage(eqx.Module):
+    """Nearest upsampling to the skip's length, concatenation with the split skip, Linear(2F→F),
+    then three rounds of Global, Local (both shared across stems, vmapped) and cross-speaker blocks."""
+
+    fuse: eqx.nn.Linear
+    rounds: tuple[tuple[GlobalBlock, LocalBlock, CrossSpeakerBlock], ...]
+    remat: bool = eqx.field(static=True)
+
+    def __init__(self, c: SepReformerConfig, *, key: PRNGKeyArray):
+        k_fuse, *k = jax.random.split(key, 10)
+        self.fuse = eqx.nn.Linear(2 * c.dim, c.dim, key=k_fuse)
+        self.rounds = tuple(
+            (global_block(c, k[3 * i]), local_block(c, (BATCH_AXIS, STEM_AXIS), k[3 * i + 1]),
+             CrossSpeakerBlock(c.dim, c.heads, dropout=c.dropout, layer_scale_init=c.layer_scale_init,
+                               impl=c.attention_impl, key=k[3 * i + 2]))
+            for i in range(3))
+        self.remat = c.remat
+
+    def __call__(self, x: Float[Array, "stems coarse dim"], skip: Float[Array, "stems time dim"], positions: Array,
+                 state: eqx.nn.State, *, inference: bool, key: PRNGKeyArray | None = None):
+        stems, time = skip.shape[0], skip.shape[1]
+        up = jnp.repeat(x, time // x.shape[1], axis=1)
+        h = dense(self.fuse, jnp.concatenate([up, skip], axis=-1))
+        for (glob, loc, cs), k in zip(self.rounds, split_keys(key, len(self.rounds)), strict=True):
+            k_g, k_l, k_cs = split_keys(k, 3)
+            k_g, k_l = (None, None) if k is None else (jax.random.split(k_g, stems), jax.random.split(k_l, stems))
+
+            def run_global(h, keys, glob=glob):
+                return jax.vmap(lambda s, kk: glob(s, positions, key=kk))(h, keys)
+
+            def run_local(h, state, keys, loc=loc):
+                return jax.vmap(lambda s, kk: loc(s, state, inference=inference, key=kk), axis_name=STEM_AXIS,
+                                out_axes=(0, None))(h, keys)
+
+            h = maybe_remat(run_global, self.remat)(h, k_g)
+            h, state = maybe_remat(run_local, self.remat)(h, state, k_l)
+            h = maybe_remat(lambda h, kk, cs=cs: cs(h, key=kk), self.remat)(h, k_cs)
+        return h, state
+
+
+class OutputLayer(eqx.Module):
+    """Linear(F→4F), GLU, Linear(2F→encoder channels); `masked` multiplies ReLU of that by the encoding."""
+
+    up: eqx.nn.Linear
+    down: eqx.nn.Linear
+    masked: bool = eqx.field(static=True)
+
+    def __init__(self, dim: int, encoder_channels: int, *, masked: bool, key: PRNGKeyArray):
+        k_up, k_down = jax.random.split(key)
+        self.up = eqx.nn.Linear(dim, 4 * dim, key=k_up)
+        self.down = eqx.nn.Linear(2 * dim, encoder_channels, key=k_down)
+        self.masked = masked
+
+    def __call__(self, x: Float[Array, "time dim"], encoded: Float[Array, "time channels"]
+                 ) -> Float[Array, "time channels"]:
+        y = dense(self.down, glu(dense(self.up, x)))
+        return jax.nn.relu(y) * encoded if self.masked else y

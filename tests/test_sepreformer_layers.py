@@ -1,0 +1,112 @@
+"""The paper's SepReformer layers against independent references: eqx/NumPy convs, norms, attention."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sepjax.models.sepreformer import nearest_resize
+from sepjax.nn.depthwise import DepthwiseConv
+from sepjax.nn.ega import EfficientGlobalAttention
+from sepjax.nn.gcfn import GCFN
+from sepjax.nn.norm import GroupNorm1
+from sepjax.nn.relative_attention import MultiHeadAttention, RelativePositionKeys
+
+
+@pytest.mark.parametrize(("kernel", "stride", "length"), [(3, 1, 50), (65, 1, 200), (5, 2, 64), (5, 2, 63)])
+def test_depthwise_conv_matches_eqx_grouped_conv(kernel, stride, length):
+    conv = DepthwiseConv(8, kernel, stride=stride, key=jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (length, 8))
+    reference = conv.conv(x.T).T  # eqx.nn.Conv1d(groups=8), channels first
+    out = conv(x)
+    assert out.shape == reference.shape == ((length - 1) // stride + 1, 8)
+    np.testing.assert_allclose(out, reference, atol=1e-5)
+
+
+def test_group_norm_matches_eqx():
+    norm = GroupNorm1(6, eps=1e-8)
+    norm = eqx.tree_at(lambda n: (n.weight, n.bias), norm, (jnp.arange(1.0, 7.0), jnp.linspace(-1, 1, 6)))
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 40, 6)) * 3 + 1
+    reference = eqx.nn.GroupNorm(1, 6, eps=1e-8)
+    reference = eqx.tree_at(lambda n: (n.weight, n.bias), reference, (norm.weight, norm.bias))
+    for s in range(3):
+        np.testing.assert_allclose(norm(x)[s], reference(x[s].T).T, atol=1e-5)
+
+
+def test_relative_position_keys_clamp_offsets():
+    keys = RelativePositionKeys(4, max_offset=3, key=jax.random.PRNGKey(0))
+    p = np.asarray(keys(8))
+    table = np.asarray(keys.table)
+    assert p.shape == (8, 8, 4)
+    np.testing.assert_array_equal(p[5, 1], table[2 + 3])  # offset 4 clamps to max_offset − 1 = 2
+    np.testing.assert_array_equal(p[2, 2], table[3])  # offset 0
+    np.testing.assert_array_equal(p[0, 7], table[0])  # offset −7 clamps to −3
+
+
+def _attention_reference(mha, x, positions):
+    """Scores (q·k + q·p[i,j])/√d, softmax, ·v, then Out and LayerScale, all in NumPy."""
+    x = np.asarray(x, np.float64)
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    normed = (x - mean) / np.sqrt(var + 1e-5)
+    w, b = np.asarray(mha.qkv.weight, np.float64), np.asarray(mha.qkv.bias, np.float64)
+    qkv = normed @ w.T + b
+    seq, dim = x.shape
+    heads = mha.num_heads
+    d = dim // heads
+    q, k, v = (qkv[:, i * dim:(i + 1) * dim].reshape(seq, heads, d) for i in range(3))
+    scores = np.einsum("thd,shd->hts", q, k)
+    if positions is not None:
+        scores = scores + np.einsum("thd,tsd->hts", q, np.asarray(positions, np.float64))
+    scores = scores / np.sqrt(d)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    out = np.einsum("hts,shd->thd", weights, v).reshape(seq, dim)
+    out = out @ np.asarray(mha.out.weight, np.float64).T + np.asarray(mha.out.bias, np.float64)
+    return out * np.asarray(mha.scale, np.float64)
+
+
+@pytest.mark.parametrize("with_positions", [True, False])
+def test_attention_with_relative_positions_matches_numpy(with_positions):
+    mha = MultiHeadAttention(16, 4, layer_scale_init=0.5, key=jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (10, 16))
+    positions = RelativePositionKeys(4, 5, key=jax.random.PRNGKey(2))(10) if with_positions else None
+    np.testing.assert_allclose(mha(x, positions), _attention_reference(mha, x, positions), atol=1e-4)
+    batched = mha(jnp.stack([x, 2 * x]))  # leading batch axes attend independently
+    np.testing.assert_allclose(batched[1], mha(2 * x), atol=1e-5)
+
+
+def test_attention_dropout_on_weights_only_with_a_key():
+    mha = MultiHeadAttention(16, 4, dropout=0.5, layer_scale_init=1.0, key=jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (10, 16))
+    assert np.allclose(mha(x), mha(x))
+    a, b = mha(x, key=jax.random.PRNGKey(3)), mha(x, key=jax.random.PRNGKey(4))
+    assert not np.allclose(a, b)
+
+
+def test_ega_pools_to_the_bottleneck_and_gates_the_upsampled_attention():
+    ega = EfficientGlobalAttention(8, 2, layer_scale_init=1.0, key=jax.random.PRNGKey(0))
+    positions = RelativePositionKeys(4, 16, key=jax.random.PRNGKey(1))(4)
+    x = jax.random.normal(jax.random.PRNGKey(2), (16, 8))
+    out = ega(x, positions)
+    pooled = x.reshape(4, 4, 8).mean(1)
+    attended = np.repeat(np.asarray(ega.attn(pooled, positions)), 4, axis=0)
+    gate = jax.nn.sigmoid(ega.gate_norm(x) @ ega.gate.weight.T + ega.gate.bias)
+    np.testing.assert_allclose(out, x + gate * attended, atol=1e-5)
+    with pytest.raises(ValueError, match="not a multiple of the bottleneck length"):
+        ega(x[:15], positions)
+
+
+def test_gcfn_is_the_identity_at_zero_layer_scale_and_keeps_shape():
+    gcfn = GCFN(8, layer_scale_init=0.0, key=jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (12, 8))
+    np.testing.assert_array_equal(gcfn(x), x)
+    gcfn = GCFN(8, layer_scale_init=1.0, key=jax.random.PRNGKey(0))
+    assert gcfn(x).shape == x.shape and not np.allclose(gcfn(x), x)
+
+
+@pytest.mark.parametrize(("source", "target"), [(4, 16), (5, 17), (16, 16), (7, 3)])
+def test_nearest_resize_matches_torch_nearest_indexing(source, target):
+    x = jnp.arange(source, dtype=jnp.float32)[:, None] * jnp.ones((1, 2))
+    expected = np.floor(np.arange(target) * (source / target)).astype(int)  # torch's legacy 'nearest'
+    np.testing.assert_array_equal(nearest_resize(x, target)[:, 0], expected)
