@@ -11,6 +11,7 @@ def dense(layer: eqx.nn.Linear, x: Float[Array, "*lead in_features"]) -> Float[A
     return y if layer.bias is None else y + layer.bias.astype(x.dtype)
 
 
+@jax.checkpoint  # the backward recomputes the sigmoid: only `x` is kept, not its halves and σ
 def glu(x: Float[Array, "*lead features"]) -> Float[Array, "*lead half"]:
     """PyTorch's GLU over the last axis: first half ⊙ σ(second half)."""
     value, gate = jnp.split(x, 2, axis=-1)

@@ -1,7 +1,11 @@
 """Depthwise 1-D convolution over channel-last sequences, with PyTorch's `Conv1d(groups=channels)` semantics."""
 
+from functools import partial
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
@@ -20,13 +24,49 @@ class DepthwiseConv(eqx.Module):
                                   groups=channels, key=key)
 
     def __call__(self, x: Float[Array, "time channels"]) -> Float[Array, "frames channels"]:
-        # A sum of shifted, scaled copies: one fused elementwise loop, ~4x faster on CPU than XLA's grouped conv.
-        time = x.shape[0]
-        kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
-        pad = (kernel - 1) // 2
-        frames = (time + 2 * pad - kernel) // stride + 1
-        padded = jnp.pad(x, [(pad, pad), (0, 0)])
         taps = self.conv.weight[:, 0, :].astype(x.dtype)  # (channels, kernel)
-        span = (frames - 1) * stride + 1
-        y = sum(padded[i : i + span : stride] * taps[:, i] for i in range(kernel))
-        return y + self.conv.bias[:, 0].astype(x.dtype)
+        return depthwise_conv(x, taps, self.conv.stride[0]) + self.conv.bias[:, 0].astype(x.dtype)
+
+
+def _frames(time: int, stride: int) -> int:
+    return (time - 1) // stride + 1  # (time + 2·pad − kernel) // stride + 1 with pad = (kernel − 1) / 2
+
+
+def _shifted_sum(padded: Array, taps: Array, frames: int, stride: int) -> Array:
+    span = (frames - 1) * stride + 1
+    return sum(padded[i : i + span : stride] * taps[:, i] for i in range(taps.shape[1]))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv(x: Float[Array, "time channels"], taps: Float[Array, "channels kernel"],
+                   stride: int) -> Float[Array, "frames channels"]:
+    """A sum of shifted, scaled copies: one fused elementwise loop, ~4x faster on CPU than XLA's grouped conv.
+
+    The hand-written backward keeps only `x` (autodiff would keep every shifted copy: `kernel` times
+    the activation memory) and is itself two shifted sums.
+    """
+    pad = (taps.shape[1] - 1) // 2
+    return _shifted_sum(jnp.pad(x, [(pad, pad), (0, 0)]), taps, _frames(x.shape[0], stride), stride)
+
+
+def _depthwise_fwd(x, taps, stride):
+    return depthwise_conv(x, taps, stride), (x, taps)
+
+
+def _depthwise_bwd(stride, residuals, grad):
+    x, taps = residuals
+    time, kernel = x.shape[0], taps.shape[1]
+    pad = (kernel - 1) // 2
+    padded = jnp.pad(x, [(pad, pad), (0, 0)])
+    span = (grad.shape[0] - 1) * stride + 1
+    grad_taps = jnp.stack([jnp.einsum("tc,tc->c", padded[i : i + span : stride], grad) for i in range(kernel)], 1)
+    # d padded[j] = Σ_i taps[i]·g↑[j − i], with g↑ the gradient dilated by the stride: a correlation with the
+    # flipped filter. Only the unpadded rows j ∈ [pad, pad + time) are needed.
+    dilated = lax.pad(grad, jnp.zeros((), grad.dtype),
+                      [(kernel - 1, time + 2 * pad - span, stride - 1), (0, 0, 0)])
+    offset = pad + kernel - 1
+    grad_x = sum(dilated[offset - i : offset - i + time] * taps[:, i] for i in range(kernel))
+    return grad_x.astype(x.dtype), grad_taps.astype(taps.dtype)
+
+
+depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)

@@ -1,5 +1,7 @@
 """Normalisation layers over channel-last sequences: LayerNorm over channels, GroupNorm(1) over a whole sequence."""
 
+from functools import partial
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -19,12 +21,16 @@ class LayerNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "*batch dim"]) -> Float[Array, "*batch dim"]:
-        stats = x.astype(jnp.float32)
-        mean = jnp.mean(stats, axis=-1, keepdims=True)
-        var = jnp.var(stats, axis=-1, keepdims=True)
-        normed = (stats - mean) * jax.lax.rsqrt(var + self.eps)
-        weight, bias = self.weight.astype(jnp.float32), self.bias.astype(jnp.float32)
-        return (normed * weight + bias).astype(x.dtype)
+        return _layer_norm(x, self.weight, self.bias, self.eps)
+
+
+@partial(jax.checkpoint, static_argnums=(3,))  # the backward recomputes the statistics: only `x` is kept
+def _layer_norm(x: Array, weight: Array, bias: Array, eps: float) -> Array:
+    stats = x.astype(jnp.float32)
+    mean = jnp.mean(stats, axis=-1, keepdims=True)
+    var = jnp.var(stats, axis=-1, keepdims=True)
+    normed = (stats - mean) * jax.lax.rsqrt(var + eps)
+    return (normed * weight.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
 
 
 class GroupNorm1(eqx.Module):
