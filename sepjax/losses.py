@@ -110,19 +110,23 @@ def is_silent(targets: Float[Array, "*batch stems channels time"], config: Compo
 def stem_losses(estimates: Float[Array, "*batch stems channels time"],
                 targets: Float[Array, "*batch stems channels time"],
                 config: CompositeLossConfig = CompositeLossConfig()) -> dict[str, Array]:
-    """Per-stem loss terms, each of shape (*batch, stems), averaged over channels."""
+    """Per-stem loss terms, each of shape (*batch, stems), averaged over channels.
+
+    With `stft_weight == 0` the MR-STFT is not computed and its term is absent.
+    """
     silent = is_silent(targets, config)
     mixture_energy = jnp.sum(jnp.square(jnp.sum(targets, axis=-3)), axis=(-2, -1))
     neg_si_sdr = -jnp.mean(si_sdr(estimates, targets), axis=-1)
-    spectral = jnp.mean(mr_stft_loss(estimates, targets, config.resolutions), axis=-1)
     flat_estimates = estimates.reshape(*estimates.shape[:-2], -1)
     reference = jnp.broadcast_to(mixture_energy[..., None], silent.shape)
     penalty = silent_penalty(flat_estimates, reference, config.max_silent_db)
     capped = neg_si_sdr if config.si_sdr_cap_db is None else jnp.maximum(neg_si_sdr, -config.si_sdr_cap_db)
-    active = capped + config.stft_weight * spectral
-    total = jnp.where(silent, penalty, active)
-    return {"loss": total, "neg_si_sdr": neg_si_sdr, "mr_stft": spectral, "silent_penalty": penalty,
-            "silent": silent}
+    terms = {"neg_si_sdr": neg_si_sdr, "silent_penalty": penalty, "silent": silent}
+    active = capped
+    if config.stft_weight:
+        terms["mr_stft"] = jnp.mean(mr_stft_loss(estimates, targets, config.resolutions), axis=-1)
+        active = capped + config.stft_weight * terms["mr_stft"]
+    return {"loss": jnp.where(silent, penalty, active), **terms}
 
 
 def masked_mean(values: Float[Array, "batch stems"], mask: Shaped[Array, "batch stems"] | None
@@ -149,11 +153,8 @@ def composite_loss(estimates: Float[Array, "batch stems channels time"],
     active_mask = ~terms["silent"]
     if mask is not None:
         active_mask = active_mask & (mask > 0)
-    summary = {
-        "neg_si_sdr": masked_mean(terms["neg_si_sdr"], active_mask),
-        "mr_stft": masked_mean(terms["mr_stft"], active_mask),
-            "silent_fraction": masked_mean(terms["silent"].astype(estimates.dtype), mask),
-    }
+    summary = {name: masked_mean(terms[name], active_mask) for name in ("neg_si_sdr", "mr_stft") if name in terms}
+    summary["silent_fraction"] = masked_mean(terms["silent"].astype(estimates.dtype), mask)
     return masked_mean(terms["loss"], mask), summary
 
 
