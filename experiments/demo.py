@@ -23,6 +23,7 @@ from sepjax.data.chorales import build_chorales  # noqa: E402
 from sepjax.data.index import build_index  # noqa: E402
 from sepjax.data.layouts import get_layout  # noqa: E402
 from sepjax.evaluate import evaluate  # noqa: E402
+from sepjax.host_memory import keep_host_memory  # noqa: E402
 from sepjax.separate import InferenceConfig, batched_model, separate_array  # noqa: E402
 from sepjax.separate_files import OutputOptions, separate_file  # noqa: E402
 from sepjax.train.loop import replace, train  # noqa: E402
@@ -35,6 +36,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=CONFIG.train.steps)
     p.add_argument("--out", type=Path, default=Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
     args = p.parse_args()
+    keep_host_memory()
     start = time.perf_counter()
 
     print(f"[1/4] rendering {args.chorales} chorales into {args.corpus} ...", flush=True)

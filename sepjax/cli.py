@@ -254,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     from sepjax.audio import AudioError
     from sepjax.bundle import BundleError
     from sepjax.data.layouts import LayoutError
+    from sepjax.host_memory import keep_host_memory
     from sepjax.train.checkpoint import CheckpointError
     from sepjax.train.loop import NonFiniteError
 
     args = build_parser().parse_args(argv)
+    keep_host_memory()
     try:
         return args.func(args)
     except (LayoutError, AudioError, BundleError, CheckpointError, NonFiniteError, FileExistsError,

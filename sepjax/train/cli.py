@@ -6,6 +6,7 @@ from pathlib import Path
 
 import tyro
 
+from sepjax.host_memory import keep_host_memory
 from sepjax.train.config import ExperimentConfig
 from sepjax.train.loop import TrainResult, train
 
@@ -20,6 +21,7 @@ def parse(default: ExperimentConfig, args: list[str] | None = None, description:
 def run_experiment(default: ExperimentConfig, args: list[str] | None = None, description: str | None = None
                    ) -> TrainResult:
     config = parse(default, args, description)
+    keep_host_memory()
     result = train(config)
     print(f"run directory: {result.run_dir}")
     if result.validations:

@@ -1,0 +1,55 @@
+"""Opt-in: keep freed host memory in the process on CPU-only machines, so XLA:CPU stops re-faulting its buffers.
+
+XLA:CPU allocates each step's temporaries with `malloc`. glibc serves large blocks with `mmap` and
+unmaps them on `free`, so every step pays page faults and kernel zero-filling for its whole working
+set (on a 2-core VM: ~250k faults and ~20% of a design-card train step). With one arena, no `mmap`
+for large blocks and no trimming, freed blocks stay in the heap and the next step reuses them.
+
+Measured on that VM: design-card train steps ~20% faster, compiles ~45% slower (one arena for all
+compiler threads), and the process keeps its peak resident memory. So it pays for long CPU runs,
+not for compile-bound ones (tests, notebooks), and is off unless `SEPJAX_KEEP_HOST_MEMORY=1`.
+"""
+
+import ctypes
+import ctypes.util
+import importlib.metadata
+import os
+import sys
+
+OPT_IN = "SEPJAX_KEEP_HOST_MEMORY"
+# mallopt parameters, from glibc's malloc.h.
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+ACCELERATOR_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-rocm60-plugin", "libtpu", "libtpu-nightly")
+
+
+def accelerator_installed() -> bool:
+    """True where a JAX GPU/TPU plugin is installed and JAX_PLATFORMS does not pin the CPU."""
+    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return False
+    for name in ACCELERATOR_PLUGINS:
+        try:
+            importlib.metadata.version(name)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return False
+
+
+def keep_host_memory(force: bool = False) -> bool:
+    """Apply the glibc settings above if `SEPJAX_KEEP_HOST_MEMORY=1` (or `force`); returns whether applied.
+
+    Call it first thing in a process, before JAX starts its threads. It does nothing off Linux/glibc or
+    where an accelerator plugin is installed (host buffers are small there).
+    """
+    wanted = force or os.environ.get(OPT_IN, "0") == "1"
+    if not wanted or not sys.platform.startswith("linux") or accelerator_installed():
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+    return all(mallopt(param, value) == 1 for param, value in settings)
