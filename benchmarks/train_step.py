@@ -4,11 +4,14 @@
     python benchmarks/train_step.py --compare-seed           # against ../shared/bench/seed_tutorial.py
     python benchmarks/train_step.py --model sepreformer-dp --dim 256 --ff 1024 --heads 8 --stems 5
     python benchmarks/train_step.py --model sepreformer-t    # the paper's model: 8 kHz, 4 s, 2 speakers
+    python benchmarks/train_step.py --model sepreformer-b --remat   # B's activations need remat in 24 GiB
+    python benchmarks/train_step.py --compare-seed --keep-host-memory   # both under sepjax.host_memory
 
 Both implementations run as fresh subprocesses at the same configuration, alternating, for
 `--rounds` rounds; the figures are medians over rounds. The last line printed is one JSON object
 with both raw figures and `ratio` = sepjax segments/s ÷ seed segments/s. For the paper's
-SepReformer (`sepreformer-t/-b/-l`) it also holds `params` and `macs_per_second`: multiply-accumulates
+SepReformer (`sepreformer-t/-b/-l`) it also holds `params` (with the auxiliary heads, which train),
+`params_without_aux` (the paper's count) and `macs_per_second`: multiply-accumulates
 per second of input audio in one inference forward, from XLA's cost analysis (flops / 2), to compare
 with the paper's 10.4 G/s (T) and 39.8 G/s (B).
 """
@@ -40,8 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=5, help="timed steps per round, after one compile step")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--remat", action="store_true", help="rematerialise blocks in the backward pass")
+    p.add_argument("--keep-host-memory", action="store_true",
+                   help="run both implementations with sepjax.host_memory's glibc settings")
     p.add_argument("--compare-seed", action="store_true")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--macs", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     paper = is_paper_model(args.model)
     for name, design_card, speech in (("stems", 4, 2), ("seconds", 1.0, 4.0), ("sr", 16000, 8000)):
@@ -57,12 +64,16 @@ def is_paper_model(name: str) -> bool:
 def model_overrides(args: argparse.Namespace) -> dict:
     if args.model.startswith("sepreformer-dp"):
         return dict(dim=args.dim, ff_dim=args.ff, heads=args.heads, chunk_size=args.chunk,
-                    num_stems=args.stems, dtype=args.dtype)
-    return dict(num_stems=args.stems, dtype=args.dtype)
+                    num_stems=args.stems, dtype=args.dtype, remat=args.remat)
+    return dict(num_stems=args.stems, dtype=args.dtype, remat=args.remat)
 
 
 def run_worker(args: argparse.Namespace) -> dict:
     """Time sepjax's train step in this process."""
+    from sepjax.host_memory import keep_host_memory
+
+    if args.keep_host_memory and not keep_host_memory(force=True):
+        raise SystemExit("--keep-host-memory: glibc's mallopt is not available here")
     import jax
     import numpy as np
 
@@ -94,8 +105,14 @@ def run_worker(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
     extra = {}
-    if is_paper_model(args.model):
+    if args.macs:
         extra["macs_per_second"] = inference_macs(model, batch.mixture[0]) / args.seconds
+    if is_paper_model(args.model):  # the paper counts parameters without the auxiliary heads
+        import equinox as eqx
+
+        from sepjax.models import SepReformer
+        heads_off = eqx.filter_eval_shape(SepReformer, config.replace(aux_heads=False), key=jax.random.PRNGKey(0))
+        extra["params_without_aux"] = count_params(heads_off)
     return {**extra, "impl": "sepjax", "model": args.model, "params": count_params(model),
             "compile_s": round(compile_s, 3), "step_s": round(step_s, 4),
             "segments_per_s": round(args.batch / step_s, 3), "device": str(jax.devices()[0])}
@@ -104,8 +121,10 @@ def run_worker(args: argparse.Namespace) -> dict:
 def inference_macs(model, mixture) -> float:
     """Multiply-accumulates of one inference forward, from XLA's cost analysis (flops / 2)."""
     import equinox as eqx
+    import jax
 
-    costs = eqx.filter_jit(lambda m, x: m(x)).lower(model, mixture).compile().cost_analysis()
+    params, static = eqx.partition(model, eqx.is_array)
+    costs = jax.jit(lambda p, x: eqx.combine(p, static)(x)).lower(params, mixture).compile().cost_analysis()
     costs = costs[0] if isinstance(costs, list) else costs
     return float(costs["flops"]) / 2
 
@@ -126,14 +145,21 @@ def main(argv=None) -> dict:
               "--steps", str(args.steps)]
     ours_cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--dim", str(args.dim),
                 "--ff", str(args.ff), "--heads", str(args.heads), "--chunk", str(args.chunk),
-                "--stems", str(args.stems), "--dtype", args.dtype, *shared]
-    seed_cmd = [sys.executable, str(SEED_SCRIPT), "--dim", str(args.dim), "--ff", str(args.ff),
+                "--stems", str(args.stems), "--dtype", args.dtype, *shared,
+                *(["--remat"] if args.remat else []), *(["--keep-host-memory"] if args.keep_host_memory else [])]
+    # The seed runs as written; with --keep-host-memory it gets the same allocator settings first.
+    seed_launch = [sys.executable, str(SEED_SCRIPT)] if not args.keep_host_memory else [
+        sys.executable, "-c", "import runpy, sys; from sepjax.host_memory import keep_host_memory; "
+        "assert keep_host_memory(force=True); sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')", str(SEED_SCRIPT)]
+    seed_cmd = [*seed_launch, "--dim", str(args.dim), "--ff", str(args.ff),
                 "--heads", str(args.heads), "--chunk", str(args.chunk), "--stems", str(args.stems), *shared]
     if args.compare_seed and not SEED_SCRIPT.exists():
         raise SystemExit(f"--compare-seed needs the yardstick at {SEED_SCRIPT}")
     ours, seed = [], []
     for r in range(args.rounds):
-        ours.append(last_json(ours_cmd))
+        # The MACs need one more compile (the inference forward): count them in the first round only.
+        ours.append(last_json(ours_cmd + (["--macs"] if r == 0 and is_paper_model(args.model) else [])))
         print(f"round {r + 1}: sepjax {ours[-1]['segments_per_s']} seg/s", end="", flush=True)
         if args.compare_seed:
             seed.append(last_json(seed_cmd))
@@ -146,6 +172,7 @@ def main(argv=None) -> dict:
     result = {"config": {k: v for k, v in vars(args).items() if k not in ("worker", "compare_seed")},
               "params": ours[0]["params"], "device": ours[0]["device"], "sepjax": summary(ours)}
     if "macs_per_second" in ours[0]:
+        result["params_without_aux"] = ours[0]["params_without_aux"]
         result["macs_per_second"] = ours[0]["macs_per_second"]
         result["segments_per_s"] = result["sepjax"]["segments_per_s"]
     if args.compare_seed:
