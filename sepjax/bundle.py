@@ -26,17 +26,25 @@ class Bundle:
     stem_names: tuple[str, ...]
     sample_rate: int
     version: str
+    chunk_seconds: float | None = None  # the chunk length the model was validated with, if recorded
 
 
 def save_bundle(path: str | Path, model: eqx.Module, stem_names: tuple[str, ...] | list[str], sample_rate: int,
-                *, overwrite: bool = False) -> Path:
-    """Write the bundle atomically (a temp directory renamed into place)."""
+                *, chunk_seconds: float | None = None, overwrite: bool = False) -> Path:
+    """Write the bundle atomically (a temp directory renamed into place).
+
+    `chunk_seconds`, the inference chunk length training validated with, becomes `sepjax separate`'s default.
+    """
     path = Path(path)
     config = model.config
     if len(stem_names) != config.num_stems:
         raise BundleError(f"{len(stem_names)} stem names for a model with {config.num_stems} stems")
+    if chunk_seconds is not None and not chunk_seconds > 0:
+        raise BundleError(f"chunk_seconds must be positive, got {chunk_seconds}")
     meta = {"config": config.to_dict(), "stem_names": list(stem_names), "sample_rate": int(sample_rate),
             "sepjax_version": __version__}
+    if chunk_seconds is not None:
+        meta["chunk_seconds"] = float(chunk_seconds)
     with staged_directory(path, overwrite=overwrite) as staging:
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         eqx.tree_serialise_leaves(staging / WEIGHTS_FILE, model)
@@ -55,6 +63,7 @@ def load_bundle(path: str | Path) -> Bundle:
         meta = json.loads((path / META_FILE).read_text())
         config = config_from_dict(meta["config"])
         stems, rate = tuple(meta["stem_names"]), int(meta["sample_rate"])
+        chunk_seconds = None if meta.get("chunk_seconds") is None else float(meta["chunk_seconds"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise BundleError(f"{path / META_FILE}: unreadable bundle metadata ({err})") from err
     if len(stems) != config.num_stems:
@@ -64,4 +73,4 @@ def load_bundle(path: str | Path) -> Bundle:
         model = eqx.tree_deserialise_leaves(path / WEIGHTS_FILE, skeleton)
     except Exception as err:
         raise BundleError(f"{path / WEIGHTS_FILE}: weights do not match the config in {META_FILE} ({err})") from err
-    return Bundle(model, config, stems, rate, meta.get("sepjax_version", "unknown"))
+    return Bundle(model, config, stems, rate, meta.get("sepjax_version", "unknown"), chunk_seconds)

@@ -4,6 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
+DEFAULT_CHUNK_SECONDS = 4.0
+
 
 def _layout_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", type=Path)
@@ -101,7 +103,8 @@ def _device(name: str | None):
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chunk-seconds", type=float, default=4.0, help="model input length per chunk")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help=f"model input length per chunk (default: the bundle's, else {DEFAULT_CHUNK_SECONDS})")
     p.add_argument("--overlap", type=float, default=0.5, help="fraction of a chunk shared with the next")
     p.add_argument("--hop-seconds", type=float, default=None, help="chunk spacing (overrides --overlap)")
     p.add_argument("--window", default="hann", choices=["hann", "triangular", "rectangular"])
@@ -110,11 +113,13 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, gpu or tpu (default: JAX's default device)")
 
 
-def _inference_config(args, sample_rate: int):
+def inference_config(args, bundle):
     from sepjax.separate import InferenceConfig
 
+    sample_rate = bundle.sample_rate
+    seconds = next(s for s in (args.chunk_seconds, bundle.chunk_seconds, DEFAULT_CHUNK_SECONDS) if s is not None)
     hop = None if args.hop_seconds is None else max(int(round(args.hop_seconds * sample_rate)), 1)
-    return InferenceConfig(chunk=int(round(args.chunk_seconds * sample_rate)), overlap=args.overlap, hop=hop,
+    return InferenceConfig(chunk=int(round(seconds * sample_rate)), overlap=args.overlap, hop=hop,
                            batch_size=args.batch_size, window=args.window, padding=args.padding)
 
 
@@ -128,7 +133,7 @@ def cmd_separate(args) -> int:
     bundle = load_bundle(args.bundle)
     derive = tuple(DerivedStem.parse(d, bundle.stem_names) for d in args.derive)
     options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
-    inference = _inference_config(args, bundle.sample_rate)
+    inference = inference_config(args, bundle)
     model_fn = batched_model(bundle.model, args.batch_size, _device(args.device))
     inputs, failed = audio_inputs(args.inputs)
     done = []
@@ -158,7 +163,7 @@ def cmd_evaluate(args) -> int:
 
     bundle = load_bundle(args.bundle)
     index = _index(args)
-    inference = _inference_config(args, bundle.sample_rate)
+    inference = inference_config(args, bundle)
     model_fn = batched_model(bundle.model, args.batch_size, _device(args.device))
     in_channels = bundle.config.in_channels
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from sepjax.bundle import BundleError, load_bundle, save_bundle
-from sepjax.cli import main
+from sepjax.cli import DEFAULT_CHUNK_SECONDS, build_parser, inference_config, main
 from sepjax.models import build_model, get_config
 from sepjax.separate import (
     ChunkPlan,
@@ -126,6 +126,20 @@ def test_bundle_round_trip_and_mismatch(tmp_path, tiny):
     (path / "weights.eqx").unlink()
     with pytest.raises(BundleError, match="missing weights.eqx"):
         load_bundle(path)
+
+
+def test_bundle_records_its_chunk_length_and_separate_defaults_to_it(tmp_path, tiny):
+    stems = ["soprano", "alto", "tenor", "bass"]
+    recorded = load_bundle(save_bundle(tmp_path / "b", tiny, stems, 8000, chunk_seconds=1.5))
+    unrecorded = load_bundle(save_bundle(tmp_path / "c", tiny, stems, 8000))
+    assert recorded.chunk_seconds == 1.5 and unrecorded.chunk_seconds is None
+    with pytest.raises(BundleError, match="chunk_seconds"):
+        save_bundle(tmp_path / "d", tiny, stems, 8000, chunk_seconds=0.0)
+    args = build_parser().parse_args(["separate", str(tmp_path / "b"), "x.wav", "--out", str(tmp_path / "o")])
+    assert inference_config(args, recorded).chunk == 12000
+    assert inference_config(args, unrecorded).chunk == int(DEFAULT_CHUNK_SECONDS * 8000)
+    args.chunk_seconds = 0.5
+    assert inference_config(args, recorded).chunk == 4000
 
 
 def test_derive_rules_parse_and_reject_bad_specs():

@@ -166,7 +166,7 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
         if cfg.train.export_bundle and lead:
             final = state.ema if state.ema is not None else state.model
             result.bundle = save_bundle(run_dir / "bundle", jax.device_get(final), stems, cfg.data.sample_rate,
-                                        overwrite=True)
+                                        chunk_seconds=cfg.train.chunk_seconds, overwrite=True)
     finally:
         bar.close()
         checkpoints.wait()
