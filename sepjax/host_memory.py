@@ -5,7 +5,7 @@ unmaps them on `free`, so every step pays page faults and kernel zero-filling fo
 set (on a 2-core VM: ~250k faults and ~20% of a design-card train step). With one arena, no `mmap`
 for large blocks and no trimming, freed blocks stay in the heap and the next step reuses them.
 
-Measured on that VM: design-card train steps ~20% faster, compiles ~45% slower (one arena for all
+Measured on that VM: design-card train steps ~25% shorter, compiles ~45% longer (one arena for all
 compiler threads), and the process keeps its peak resident memory. So it pays for long CPU runs,
 not for compile-bound ones (tests, notebooks), and is off unless `SEPJAX_KEEP_HOST_MEMORY=1`.
 """
