@@ -21,14 +21,15 @@ class LayerNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "*batch dim"]) -> Float[Array, "*batch dim"]:
-        return _layer_norm(x, self.weight, self.bias, self.eps)
+        return _normalise(x, self.weight, self.bias, self.eps, (-1,))
 
 
-@partial(jax.checkpoint, static_argnums=(3,))  # the backward recomputes the statistics: only `x` is kept
-def _layer_norm(x: Array, weight: Array, bias: Array, eps: float) -> Array:
+@partial(jax.checkpoint, static_argnums=(3, 4))  # the backward recomputes the statistics: only `x` is kept
+def _normalise(x: Array, weight: Array, bias: Array, eps: float, axes: tuple[int, ...]) -> Array:
+    """(x − mean) / √(var + eps) over `axes`, in float32, then a per-channel affine; returned in x's dtype."""
     stats = x.astype(jnp.float32)
-    mean = jnp.mean(stats, axis=-1, keepdims=True)
-    var = jnp.var(stats, axis=-1, keepdims=True)
+    mean = jnp.mean(stats, axis=axes, keepdims=True)
+    var = jnp.var(stats, axis=axes, keepdims=True)
     normed = (stats - mean) * jax.lax.rsqrt(var + eps)
     return (normed * weight.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
 
@@ -49,8 +50,4 @@ class GroupNorm1(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "*batch time channels"]) -> Float[Array, "*batch time channels"]:
-        stats = x.astype(jnp.float32)
-        mean = jnp.mean(stats, axis=(-2, -1), keepdims=True)
-        var = jnp.var(stats, axis=(-2, -1), keepdims=True)
-        normed = (stats - mean) * jax.lax.rsqrt(var + self.eps)
-        return (normed * self.weight.astype(jnp.float32) + self.bias.astype(jnp.float32)).astype(x.dtype)
+        return _normalise(x, self.weight, self.bias, self.eps, (-2, -1))
