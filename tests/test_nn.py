@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from sepjax.framing import count_frames, frame, overlap_add
-from sepjax.nn.attention import SelfAttention
+from sepjax.nn.attention import SelfAttention, resolve_attention_impl, uses_head_major
 from sepjax.nn.conv import ConvDecoder, ConvEncoder
 from sepjax.nn.dual_path import DualPathBlock, pad_to_multiple
+from sepjax.nn.head_major_attention import head_major_attention
 from sepjax.nn.norm import LayerNorm
 from sepjax.nn.rope import apply_rope
 from sepjax.nn.snake import Snake, fast_sin, snake
@@ -70,8 +71,9 @@ def test_rope_preserves_norm_and_encodes_relative_position(key):
     np.testing.assert_allclose(rq[5] @ rk[2], rq[9] @ rk[6], rtol=1e-4)
 
 
-def test_attention_matches_per_head_numpy_softmax(key):
-    attn = SelfAttention(16, 4, rotary=False, impl="xla", key=key)
+@pytest.mark.parametrize("impl", ["xla", "head_major"])
+def test_attention_matches_per_head_numpy_softmax(key, impl):
+    attn = SelfAttention(16, 4, rotary=False, impl=impl, key=key)
     x = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (7, 16)))
     wq, wk, wv = np.split(np.asarray(attn.qkv.weight), 3, axis=0)
     heads = []
@@ -83,6 +85,38 @@ def test_attention_matches_per_head_numpy_softmax(key):
         heads.append((w / w.sum(-1, keepdims=True)) @ v)
     expected = np.concatenate(heads, axis=-1) @ np.asarray(attn.out.weight).T
     np.testing.assert_allclose(attn(jnp.asarray(x)), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("seq,kv_seq", [(64, 64), (7, 5)])
+def test_head_major_attention_matches_dot_product_attention_and_its_gradients(key, seq, kv_seq):
+    kq, kk, kv, kg = jax.random.split(key, 4)
+    q = jax.random.normal(kq, (3, seq, 4, 8))
+    k = jax.random.normal(kk, (3, kv_seq, 4, 8)) * 2
+    v = jax.random.normal(kv, (3, kv_seq, 4, 8))
+    d_out = jax.random.normal(kg, (3, seq, 4, 8))
+    reference = jax.vmap(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla"))
+    out, pullback = jax.vjp(jax.vmap(head_major_attention), q, k, v)
+    expected, expected_pullback = jax.vjp(reference, q, k, v)
+    np.testing.assert_allclose(out, expected, atol=2e-6)
+    for got, want in zip(pullback(d_out), expected_pullback(d_out), strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_head_major_attention_in_bfloat16_keeps_the_dtype_and_tracks_float32(key):
+    q, k, v = jax.random.normal(key, (3, 32, 2, 16))
+    out = head_major_attention(*(a.astype(jnp.bfloat16) for a in (q, k, v)))
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(out.astype(jnp.float32), head_major_attention(q, k, v), atol=5e-2)
+    grads = jax.grad(lambda q: jnp.sum(head_major_attention(q, k.astype(jnp.bfloat16), v.astype(jnp.bfloat16))
+                                       .astype(jnp.float32)))(q.astype(jnp.bfloat16))
+    assert grads.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(grads.astype(jnp.float32))))
+
+
+def test_auto_attention_runs_head_major_on_cpu_only():
+    assert uses_head_major("auto") == (jax.default_backend() == "cpu")
+    assert uses_head_major("head_major") and not uses_head_major("xla")
+    with pytest.raises(ValueError, match="no attention bias"):
+        resolve_attention_impl("head_major", jnp.dtype(jnp.float32))
 
 
 def test_layernorm_matches_equinox(key):

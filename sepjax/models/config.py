@@ -29,7 +29,8 @@ class DualPathConfig:
     """Compute dtype; parameters stay float32."""
     remat: bool = False
     """Rematerialise each dual-path block in the backward pass (less memory, more compute)."""
-    attention_impl: Literal["auto", "xla", "cudnn"] = "auto"
+    attention_impl: Literal["auto", "xla", "cudnn", "head_major"] = "auto"
+    """`auto`: sepjax's head-major kernel on CPU, `jax.nn.dot_product_attention` elsewhere (cuDNN in bf16/fp16)."""
 
     def __post_init__(self):
         problems = []

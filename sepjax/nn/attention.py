@@ -1,4 +1,4 @@
-"""Multi-head self-attention with RoPE, through `jax.nn.dot_product_attention`."""
+"""Multi-head self-attention with RoPE: `jax.nn.dot_product_attention`, or sepjax's head-major kernel on CPU."""
 
 from typing import Literal
 
@@ -7,18 +7,27 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from sepjax.nn.head_major_attention import head_major_attention
 from sepjax.nn.rope import apply_rope
 
-AttentionImpl = Literal["auto", "xla", "cudnn"]
+AttentionImpl = Literal["auto", "xla", "cudnn", "head_major"]
 
 
 def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype) -> Literal["xla", "cudnn"]:
-    """`auto` picks cuDNN's fused kernel on a GPU with a half-precision dtype, XLA elsewhere."""
+    """`jax.nn.dot_product_attention`'s implementation: `auto` picks cuDNN's fused kernel on a GPU
+    with a half-precision dtype, XLA elsewhere."""
+    if impl == "head_major":
+        raise ValueError("attention_impl='head_major' has no attention bias; use 'auto', 'xla' or 'cudnn'")
     if impl != "auto":
         return impl
     on_gpu = jax.default_backend() == "gpu"
     half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
     return "cudnn" if on_gpu and half else "xla"
+
+
+def uses_head_major(impl: AttentionImpl) -> bool:
+    """`auto` on the CPU runs `head_major_attention` (about 2x faster to train there)."""
+    return impl == "head_major" or (impl == "auto" and jax.default_backend() == "cpu")
 
 
 class SelfAttention(eqx.Module):
@@ -53,7 +62,10 @@ class SelfAttention(eqx.Module):
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
         if self.rotary:
             q, k = apply_rope(q), apply_rope(k)
-        attended = jax.nn.dot_product_attention(
-            q, k, v, implementation=resolve_attention_impl(self.impl, x.dtype)
-        )
+        if uses_head_major(self.impl):
+            attended = head_major_attention(q, k, v)
+        else:
+            attended = jax.nn.dot_product_attention(
+                q, k, v, implementation=resolve_attention_impl(self.impl, x.dtype)
+            )
         return attended.reshape(seq, dim) @ self.out.weight.T

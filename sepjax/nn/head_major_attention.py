@@ -1,0 +1,64 @@
+"""Softmax attention in head-major layout with a hand-written backward, for XLA:CPU.
+
+`jax.nn.dot_product_attention(implementation="xla")` works on (seq, heads, head_dim) and its autodiff
+backward contracts over the query axis of the probabilities, a layout XLA:CPU runs as slow strided
+batched matmuls. Here each head's (seq, head_dim) block is contiguous, the backward uses
+FlashAttention's identity rowsum(P ∘ dP) = rowsum(dO ∘ O), and the two products that contract over
+queries (dV = Pᵀ dO, dK = dSᵀ Q) are computed transposed from small pre-transposed operands, so
+every matmul is a plain row-major one. Scores and softmax run in float32 for any input dtype.
+"""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+_barrier = jax.lax.optimization_barrier  # keeps XLA from folding the small transposes back into the dots
+
+
+def _probabilities(q: Float[Array, "h t d"], k: Float[Array, "h s d"]) -> Float[Array, "h t s"]:
+    scores = jnp.einsum("htd,hsd->hts", q, k, preferred_element_type=jnp.float32)
+    scores = (scores - jnp.max(scores, axis=-1, keepdims=True)) * q.shape[-1] ** -0.5
+    weights = jnp.exp(scores)
+    return weights * (1 / jnp.sum(weights, axis=-1, keepdims=True))
+
+
+def _transposed_product(a: Float[Array, "h t x"], b: Float[Array, "h t y"]) -> Float[Array, "h y x"]:
+    """bᵀ a per head, as (aᵀ b)ᵀ with aᵀ materialised: a row-major matmul instead of a strided one."""
+    a_t = _barrier(jnp.swapaxes(a, -1, -2))
+    return jnp.swapaxes(_barrier(jnp.einsum("hxt,hty->hxy", a_t, b)), -1, -2)
+
+
+@jax.custom_vjp
+def _attend(q: Float[Array, "h t d"], k: Float[Array, "h s d"], v: Float[Array, "h s d"]
+            ) -> Float[Array, "h t d"]:
+    return _forward(q, k, v)[0]
+
+
+def _forward(q, k, v):
+    probs = _probabilities(q, k)
+    out = jnp.einsum("hts,hsd->htd", probs.astype(v.dtype), v)
+    return out, (q, k, v, probs, out)
+
+
+def _backward(residuals, d_out):
+    q, k, v, probs, out = residuals
+    d_out = d_out.astype(v.dtype)
+    d_probs = jnp.einsum("htd,hsd->hts", d_out, v, preferred_element_type=jnp.float32)
+    row_dot = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
+    d_scores = (probs * (d_probs - row_dot) * q.shape[-1] ** -0.5).astype(q.dtype)
+    d_q = jnp.einsum("hts,hsd->htd", d_scores, k)
+    d_k = _transposed_product(q, d_scores)
+    d_v = _transposed_product(d_out, probs.astype(v.dtype))
+    return d_q, d_k, d_v
+
+
+_attend.defvjp(_forward, _backward)
+
+
+def head_major_attention(
+    q: Float[Array, "seq heads head_dim"], k: Float[Array, "kv_seq heads head_dim"],
+    v: Float[Array, "kv_seq heads head_dim"],
+) -> Float[Array, "seq heads head_dim"]:
+    """softmax(q kᵀ / √head_dim) v per head; the layout of `jax.nn.dot_product_attention`."""
+    to_heads = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
+    return to_heads(_attend(to_heads(q), to_heads(k), to_heads(v)))
