@@ -9,6 +9,7 @@ import pytest
 from sepjax.framing import count_frames, frame, overlap_add
 from sepjax.nn.attention import SelfAttention, resolve_attention_impl, uses_head_major
 from sepjax.nn.conv import ConvDecoder, ConvEncoder
+from sepjax.nn.dense import project
 from sepjax.nn.dual_path import DualPathBlock, pad_to_multiple
 from sepjax.nn.head_major_attention import head_major_attention
 from sepjax.nn.norm import LayerNorm
@@ -117,6 +118,30 @@ def test_auto_attention_runs_head_major_on_cpu_only():
     assert uses_head_major("head_major") and not uses_head_major("xla")
     with pytest.raises(ValueError, match="no attention bias"):
         resolve_attention_impl("head_major", jnp.dtype(jnp.float32))
+
+
+@pytest.mark.parametrize("in_features,out_features", [(6, 20), (20, 6), (8, 8)])
+def test_project_values_and_gradients_match_numpy_under_vmap(key, in_features, out_features):
+    kx, kw, kg = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (3, 5, 7, in_features))
+    weight = jax.random.normal(kw, (out_features, in_features))
+    grad = jax.random.normal(kg, (3, 5, 7, out_features))
+    out, pullback = jax.vjp(jax.vmap(project, in_axes=(0, None)), x, weight)  # the weight is shared across the map
+    d_x, d_weight = pullback(grad)
+    x64, w64, g64 = (np.asarray(a, dtype=np.float64) for a in (x, weight, grad))
+    np.testing.assert_allclose(out, x64 @ w64.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d_x, g64 @ w64, rtol=1e-5, atol=1e-5)
+    expected_d_weight = g64.reshape(-1, out_features).T @ x64.reshape(-1, in_features)
+    np.testing.assert_allclose(d_weight, expected_d_weight, rtol=1e-5, atol=1e-4)
+
+
+def test_project_in_bfloat16_keeps_the_dtype(key):
+    x = jax.random.normal(key, (16, 8)).astype(jnp.bfloat16)
+    weight = jnp.ones((24, 8), jnp.bfloat16)
+    d_x, d_weight = jax.grad(lambda x, w: jnp.sum(project(x, w).astype(jnp.float32)), argnums=(0, 1))(x, weight)
+    assert project(x, weight).dtype == d_x.dtype == d_weight.dtype == jnp.bfloat16
+    np.testing.assert_allclose(d_weight.astype(jnp.float32), jnp.broadcast_to(jnp.sum(x.astype(jnp.float32), 0),
+                                                                               (24, 8)), rtol=2e-2, atol=2e-2)
 
 
 def test_layernorm_matches_equinox(key):

@@ -1,13 +1,55 @@
-"""Apply an `eqx.nn.Linear` to a whole `(..., in_features)` array at once (one matmul, no vmap)."""
+"""Dense projections: `x @ Wᵀ` over whole `(..., in_features)` arrays, with a CPU-friendly weight gradient.
+
+The weight gradient of `x @ Wᵀ` contracts over every token, the major axis of both `x` and the output
+gradient `g`, so XLA:CPU first transposes one of them into a scratch copy, and it picks `g` even when
+`g` is the wider one (the 3·dim q/k/v projection, the ff_dim feed-forward input). On the CPU
+`project` transposes whichever of the two is narrower and flips the small (out, in) result instead;
+the optimization barriers keep XLA from folding the transposes back into the dot.
+"""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+_barrier = jax.lax.optimization_barrier
+
+
+@jax.custom_vjp
+def _project_narrow_transpose(x: Float[Array, "*lead in_features"], weight: Float[Array, "out_features in_features"]
+                              ) -> Float[Array, "*lead out_features"]:
+    return x @ weight.T
+
+
+def _forward(x, weight):
+    return x @ weight.T, (x, weight)
+
+
+def _backward(residuals, grad):
+    x, weight = residuals
+    tokens_x = x.reshape(-1, x.shape[-1])
+    tokens_grad = grad.reshape(-1, grad.shape[-1])
+    if tokens_x.shape[-1] <= tokens_grad.shape[-1]:  # dWᵀ = xᵀ g, transposing x
+        d_weight = jnp.swapaxes(_barrier(_barrier(tokens_x.T) @ tokens_grad), 0, 1)
+    else:  # dW = gᵀ x, transposing g
+        d_weight = _barrier(tokens_grad.T) @ tokens_x
+    return grad @ weight, d_weight
+
+
+_project_narrow_transpose.defvjp(_forward, _backward)
+
+
+def project(x: Float[Array, "*lead in_features"], weight: Float[Array, "out_features in_features"]
+            ) -> Float[Array, "*lead out_features"]:
+    """`x @ weightᵀ`; on the CPU with the weight gradient above (same values, fewer bytes transposed)."""
+    if jax.default_backend() == "cpu":
+        return _project_narrow_transpose(x, weight)
+    return x @ weight.T
+
 
 def dense(layer: eqx.nn.Linear, x: Float[Array, "*lead in_features"]) -> Float[Array, "*lead out_features"]:
-    y = x @ layer.weight.T.astype(x.dtype)
+    """Apply an `eqx.nn.Linear` to a whole `(..., in_features)` array at once (one matmul, no vmap)."""
+    y = project(x, layer.weight.astype(x.dtype))
     return y if layer.bias is None else y + layer.bias.astype(x.dtype)
 
 

@@ -44,13 +44,15 @@ def snake(x: Float[Array, "*batch features"], alpha: Float[Array, " features"], 
 def _snake_jvp(eps, primals, tangents):
     x, alpha = primals
     dx, dalpha = tangents
-    denom = alpha + eps
+    inv_denom = 1 / (alpha + eps)
     sin_sq = jnp.square(fast_sin(alpha * x))
     sin_2y = fast_sin(2 * alpha * x)
-    out = x + sin_sq / denom
-    d_dx = 1 + sin_2y * (alpha / denom)
-    d_dalpha = x * sin_2y / denom - sin_sq / jnp.square(denom)
-    return out, dx * d_dx + dalpha * d_dalpha
+    out = x + sin_sq * inv_denom
+    d_dx = 1 + sin_2y * (alpha * inv_denom)
+    # ∂/∂α = (x·sin(2αx) − sin²(αx)/(α+eps)) / (α+eps); the last per-channel factor goes on the tangent, so
+    # α's gradient reduces one full-size product and scales the (features,) sum (no broadcast copies).
+    d_alpha = (x * sin_2y - sin_sq * inv_denom) * (dalpha * inv_denom)
+    return out, dx * d_dx + d_alpha
 
 
 class Snake(eqx.Module):

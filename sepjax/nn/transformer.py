@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.attention import AttentionImpl, SelfAttention
+from sepjax.nn.dense import dense
 from sepjax.nn.norm import LayerNorm
 from sepjax.nn.snake import Snake
 
@@ -24,8 +25,7 @@ class SnakeFeedForward(eqx.Module):
         self.down = eqx.nn.Linear(ff_dim, dim, key=k_down)
 
     def __call__(self, x: Float[Array, "seq dim"]) -> Float[Array, "seq dim"]:
-        h = self.act(x @ self.up.weight.T + self.up.bias)
-        return h @ self.down.weight.T + self.down.bias
+        return dense(self.down, self.act(dense(self.up, x)))
 
 
 class TransformerBlock(eqx.Module):
