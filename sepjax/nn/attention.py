@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from sepjax.nn.dense import dense
+from sepjax.nn.dense import project
 from sepjax.nn.head_major_attention import head_major_attention
 from sepjax.nn.rope import apply_rope
 
@@ -59,7 +59,7 @@ class SelfAttention(eqx.Module):
     def __call__(self, x: Float[Array, "seq dim"]) -> Float[Array, "seq dim"]:
         seq, dim = x.shape
         head_dim = dim // self.num_heads
-        qkv = dense(self.qkv, x).reshape(seq, 3, self.num_heads, head_dim)
+        qkv = project(x, self.qkv.weight).reshape(seq, 3, self.num_heads, head_dim)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
         if self.rotary:
             q, k = apply_rope(q), apply_rope(k)
@@ -69,4 +69,4 @@ class SelfAttention(eqx.Module):
             attended = jax.nn.dot_product_attention(
                 q, k, v, implementation=resolve_attention_impl(self.impl, x.dtype)
             )
-        return dense(self.out, attended.reshape(seq, dim))
+        return project(attended.reshape(seq, dim), self.out.weight)

@@ -1,10 +1,11 @@
-"""Dense projections: `x @ Wᵀ` over whole `(..., in_features)` arrays, with a CPU-friendly weight gradient.
+"""Dense projections `x @ Wᵀ` over whole `(..., in_features)` arrays (one matmul, no vmap).
 
-The weight gradient of `x @ Wᵀ` contracts over every token, the major axis of both `x` and the output
-gradient `g`, so XLA:CPU first transposes one of them into a scratch copy, and it picks `g` even when
-`g` is the wider one (the 3·dim q/k/v projection, the ff_dim feed-forward input). On the CPU
-`project` transposes whichever of the two is narrower and flips the small (out, in) result instead;
-the optimization barriers keep XLA from folding the transposes back into the dot.
+`project` is the design-card transformer's projection, with a CPU-friendly weight gradient. That gradient
+contracts over every token, the major axis of both `x` and the output gradient `g`, so XLA:CPU first
+transposes one of them into a scratch copy, and it picks `g` even when `g` is the wider one (the 3·dim
+q/k/v projection, the ff_dim feed-forward input). On the CPU `project` transposes whichever of the two
+is narrower and flips the small (out, in) result instead; the optimization barriers keep XLA from
+folding the transposes back into the dot.
 """
 
 import equinox as eqx
@@ -48,8 +49,11 @@ def project(x: Float[Array, "*lead in_features"], weight: Float[Array, "out_feat
 
 
 def dense(layer: eqx.nn.Linear, x: Float[Array, "*lead in_features"]) -> Float[Array, "*lead out_features"]:
-    """Apply an `eqx.nn.Linear` to a whole `(..., in_features)` array at once (one matmul, no vmap)."""
-    y = project(x, layer.weight.astype(x.dtype))
+    """Apply an `eqx.nn.Linear` to a whole `(..., in_features)` array at once.
+
+    Autodiff's plain backward, which the paper model's checkpointed layers rely on to keep few residuals.
+    """
+    y = x @ layer.weight.T.astype(x.dtype)
     return y if layer.bias is None else y + layer.bias.astype(x.dtype)
 
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.attention import AttentionImpl, SelfAttention
-from sepjax.nn.dense import dense
+from sepjax.nn.dense import project
 from sepjax.nn.norm import LayerNorm
 from sepjax.nn.snake import Snake
 
@@ -25,7 +25,8 @@ class SnakeFeedForward(eqx.Module):
         self.down = eqx.nn.Linear(ff_dim, dim, key=k_down)
 
     def __call__(self, x: Float[Array, "seq dim"]) -> Float[Array, "seq dim"]:
-        return dense(self.down, self.act(dense(self.up, x)))
+        h = self.act(project(x, self.up.weight) + self.up.bias)
+        return project(h, self.down.weight) + self.down.bias
 
 
 class TransformerBlock(eqx.Module):
