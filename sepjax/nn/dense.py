@@ -16,6 +16,13 @@ from jaxtyping import Array, Float
 _barrier = jax.lax.optimization_barrier
 
 
+def transposed_product(a: Float[Array, "*batch tokens x"], b: Float[Array, "*batch tokens y"]
+                       ) -> Float[Array, "*batch y x"]:
+    """bᵀ a over the token axis, as (aᵀ b)ᵀ with aᵀ materialised: a row-major matmul instead of a strided one."""
+    a_t = _barrier(jnp.swapaxes(a, -1, -2))
+    return jnp.swapaxes(_barrier(a_t @ b), -1, -2)
+
+
 @jax.custom_vjp
 def _project_narrow_transpose(x: Float[Array, "*lead in_features"], weight: Float[Array, "out_features in_features"]
                               ) -> Float[Array, "*lead out_features"]:
@@ -31,7 +38,7 @@ def _backward(residuals, grad):
     tokens_x = x.reshape(-1, x.shape[-1])
     tokens_grad = grad.reshape(-1, grad.shape[-1])
     if tokens_x.shape[-1] <= tokens_grad.shape[-1]:  # dWᵀ = xᵀ g, transposing x
-        d_weight = jnp.swapaxes(_barrier(_barrier(tokens_x.T) @ tokens_grad), 0, 1)
+        d_weight = transposed_product(tokens_x, tokens_grad)
     else:  # dW = gᵀ x, transposing g
         d_weight = _barrier(tokens_grad.T) @ tokens_x
     return grad @ weight, d_weight

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-_barrier = jax.lax.optimization_barrier  # keeps XLA from folding the small transposes back into the dots
+from sepjax.nn.dense import transposed_product
 
 
 def _probabilities(q: Float[Array, "h t d"], k: Float[Array, "h s d"]) -> Float[Array, "h t s"]:
@@ -20,12 +20,6 @@ def _probabilities(q: Float[Array, "h t d"], k: Float[Array, "h s d"]) -> Float[
     scores = (scores - jnp.max(scores, axis=-1, keepdims=True)) * q.shape[-1] ** -0.5
     weights = jnp.exp(scores)
     return weights * (1 / jnp.sum(weights, axis=-1, keepdims=True))
-
-
-def _transposed_product(a: Float[Array, "h t x"], b: Float[Array, "h t y"]) -> Float[Array, "h y x"]:
-    """bᵀ a per head, as (aᵀ b)ᵀ with aᵀ materialised: a row-major matmul instead of a strided one."""
-    a_t = _barrier(jnp.swapaxes(a, -1, -2))
-    return jnp.swapaxes(_barrier(jnp.einsum("hxt,hty->hxy", a_t, b)), -1, -2)
 
 
 @jax.custom_vjp
@@ -47,8 +41,8 @@ def _backward(residuals, d_out):
     row_dot = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
     d_scores = (probs * (d_probs - row_dot) * q.shape[-1] ** -0.5).astype(q.dtype)
     d_q = jnp.einsum("hts,hsd->htd", d_scores, k)
-    d_k = _transposed_product(q, d_scores)
-    d_v = _transposed_product(d_out, probs.astype(v.dtype))
+    d_k = transposed_product(q, d_scores)
+    d_v = transposed_product(d_out, probs.astype(v.dtype))
     return d_q, d_k, d_v
 
 
