@@ -231,3 +231,11 @@ def test_scan_over_stacked_blocks_equals_python_loop(key):
     np.testing.assert_allclose(scanned, looped, atol=1e-5)
     rematted = scan_blocks(blocks, x, lambda b, v, k: b(v), key=None, remat=True)
     np.testing.assert_allclose(rematted, scanned, atol=1e-6)
+    unrolled = scan_blocks(blocks, x, lambda b, v, k: b(v), key=None, unroll=True)
+    np.testing.assert_allclose(unrolled, scanned, atol=1e-6)
+
+    def lowered(unroll):
+        return eqx.filter_jit(lambda bl, v: scan_blocks(bl, v, lambda b, h, k: b(h), key=None, unroll=unroll)).lower(
+            blocks, x).as_text()
+
+    assert "stablehlo.while" in lowered(False) and "stablehlo.while" not in lowered(True)

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from sepjax.data.synthetic import harmonic_stems
@@ -75,6 +76,28 @@ def test_a_non_finite_batch_skips_the_update():
     ema = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.ema, eqx.is_inexact_array))]
     for b, m, e in zip(before, moved, ema, strict=True):  # EMA moves a tenth of the way
         np.testing.assert_allclose(e, 0.9 * b + 0.1 * m, rtol=1e-5, atol=1e-7)
+
+
+def test_flat_optimizer_matches_optax_chain_on_the_parameter_tree():
+    from sepjax.train.config import OptimConfig
+    from sepjax.train.optim import build_optimizer
+
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    params = {"w": jax.random.normal(keys[0], (3, 5)), "b": jax.random.normal(keys[1], (5,))}
+    grads = [{"w": 4 * jax.random.normal(k, (3, 5)), "b": jax.random.normal(k, (5,))} for k in keys[2:]]
+    reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=1e-2))
+    configured = build_optimizer(OptimConfig(lr=1e-2, weight_decay=1e-2, warmup_steps=0, schedule="constant"), 10)
+    for optimizer in (make_optimizer(1e-2), configured):
+        state, ref_state = optimizer.init(params), reference.init(params)
+        assert len(jax.tree.leaves(state)) < len(jax.tree.leaves(ref_state))  # one flat vector per moment
+        p, ref_p = params, params
+        for g in grads:  # the first gradient's norm exceeds the clip, the second's does not
+            updates, state = optimizer.update(g, state, p)
+            ref_updates, ref_state = reference.update(g, ref_state, ref_p)
+            p, ref_p = optax.apply_updates(p, updates), optax.apply_updates(ref_p, ref_updates)
+        assert not np.allclose(p["w"], params["w"])
+        for name in params:
+            np.testing.assert_allclose(p[name], ref_p[name], rtol=1e-6, atol=1e-7)
 
 
 def test_gradient_accumulation_updates_every_k_steps():

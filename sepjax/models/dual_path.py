@@ -65,14 +65,15 @@ class DualPathSepReformer(eqx.Module):
         k_sep, k_rec = (None, None) if key is None else jax.random.split(key)
 
         h = model.encoder(mixture.astype(compute))
-        h = scan_blocks(model.sep_blocks, h, lambda blk, x, k: blk(x, key=k), key=k_sep, remat=c.remat)
+        unroll = c.unroll_blocks and not c.remat
+        h = scan_blocks(model.sep_blocks, h, lambda blk, x, k: blk(x, key=k), key=k_sep, remat=c.remat, unroll=unroll)
         streams = model.split(h)
 
         def per_stem(blk, x, k):
             keys = None if k is None else jax.random.split(k, x.shape[0])
             return jax.vmap(lambda s, kk: blk(s, key=kk))(x, keys)
 
-        streams = scan_blocks(model.rec_blocks, streams, per_stem, key=k_rec, remat=c.remat)
+        streams = scan_blocks(model.rec_blocks, streams, per_stem, key=k_rec, remat=c.remat, unroll=unroll)
         waves = jax.vmap(model.decoder)(streams)
         return fit_length(waves, length).astype(mixture.dtype)
 

@@ -19,9 +19,12 @@ def stacked(make: Callable[[PRNGKeyArray], M], count: int, *, key: PRNGKeyArray)
 
 def scan_blocks(
     blocks: M, x: X, apply: Callable[[M, X, PRNGKeyArray | None], X], *,
-    key: PRNGKeyArray | None, remat: bool = False,
+    key: PRNGKeyArray | None, remat: bool = False, unroll: bool = False,
 ) -> X:
-    """x ← apply(block_i, x, key_i) for each layer of a `stacked` module, in order."""
+    """x ← apply(block_i, x, key_i) for each layer of a `stacked` module, in order.
+
+    `unroll` lowers the scan as straight-line code (the body is still traced once).
+    """
     params, static = eqx.partition(blocks, eqx.is_array)
     count = jax.tree.leaves(params)[0].shape[0]
     keys = None if key is None else jax.random.split(key, count)
@@ -32,7 +35,7 @@ def scan_blocks(
 
     if remat:
         body = jax.checkpoint(body)
-    out, _ = jax.lax.scan(body, x, (params, keys))
+    out, _ = jax.lax.scan(body, x, (params, keys), unroll=unroll)
     return out
 
 

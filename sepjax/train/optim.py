@@ -16,7 +16,8 @@ def learning_rate(config: OptimConfig, total_steps: int) -> optax.Schedule | flo
 
 
 def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """clip → AdamW(schedule) [→ reduce-on-plateau of the training loss]; wrapped for accumulation."""
+    """clip → AdamW(schedule) [→ reduce-on-plateau of the training loss]; wrapped for accumulation; all of it
+    on the parameters as one flat vector (`optax.flatten`), as `make_optimizer`."""
     parts = [optax.clip_by_global_norm(config.clip_norm),
              optax.adamw(learning_rate(config, total_steps), weight_decay=config.weight_decay)]
     if config.schedule == "plateau":
@@ -25,7 +26,7 @@ def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTran
     optimizer = optax.chain(*parts)
     if config.grad_accum > 1:
         optimizer = optax.MultiSteps(optimizer, every_k_schedule=config.grad_accum).gradient_transformation()
-    return optimizer
+    return optax.flatten(optimizer)
 
 
 def current_lr(config: OptimConfig, total_steps: int, step: int) -> float:
