@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both create .venv on first use.
 PYTHON ?= python3
+# pytest-xdist processes for `make test`, each pinned to its own share of the cores (tests/conftest.py)
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -13,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 demo: $(STAMP)
 	$(BIN)/python experiments/demo.py
