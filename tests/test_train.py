@@ -84,14 +84,16 @@ def test_flat_optimizer_matches_optax_chain_on_the_parameter_tree():
 
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
     params = {"w": jax.random.normal(keys[0], (3, 5)), "b": jax.random.normal(keys[1], (5,))}
-    grads = [{"w": 4 * jax.random.normal(k, (3, 5)), "b": jax.random.normal(k, (5,))} for k in keys[2:]]
+    grads = [{"w": scale * jax.random.normal(k, (3, 5)), "b": scale * jax.random.normal(k, (5,))}
+             for scale, k in zip((4.0, 0.05), keys[2:], strict=True)]
+    assert float(optax.tree.norm(grads[0])) > 1.0 > float(optax.tree.norm(grads[1]))  # clipped, then not
     reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=1e-2))
     configured = build_optimizer(OptimConfig(lr=1e-2, weight_decay=1e-2, warmup_steps=0, schedule="constant"), 10)
     for optimizer in (make_optimizer(1e-2), configured):
         state, ref_state = optimizer.init(params), reference.init(params)
         assert len(jax.tree.leaves(state)) < len(jax.tree.leaves(ref_state))  # one flat vector per moment
         p, ref_p = params, params
-        for g in grads:  # the first gradient's norm exceeds the clip, the second's does not
+        for g in grads:
             updates, state = optimizer.update(g, state, p)
             ref_updates, ref_state = reference.update(g, ref_state, ref_p)
             p, ref_p = optax.apply_updates(p, updates), optax.apply_updates(ref_p, ref_updates)
