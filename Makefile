@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both create .venv on first use.
 PYTHON ?= python3
-# pytest-xdist processes for `make test`, each pinned to its own share of the cores (tests/conftest.py)
-TEST_WORKERS ?= 2
+# pytest-xdist processes for `make test` (0: one process), each pinned to its own share of the cores
+# (tests/conftest.py). Opt-in: one two-worker run crashed in numba (librosa's on-disk-cached gufunc).
+TEST_WORKERS ?= 0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp

@@ -10,7 +10,8 @@ worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYT
 if worker and hasattr(os, "sched_setaffinity"):
     cores = sorted(os.sched_getaffinity(0))
     if workers <= len(cores):
-        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw"))::workers])
+        # `% workers`: a worker that replaces a crashed one gets the next name (gw2 for gw0)
+        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % workers :: workers])
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
