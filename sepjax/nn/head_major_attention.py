@@ -15,11 +15,16 @@ from jaxtyping import Array, Float
 from sepjax.nn.dense import transposed_product
 
 
-def _probabilities(q: Float[Array, "h t d"], k: Float[Array, "h s d"]) -> Float[Array, "h t s"]:
-    scores = jnp.einsum("htd,hsd->hts", q, k, preferred_element_type=jnp.float32)
-    scores = (scores - jnp.max(scores, axis=-1, keepdims=True)) * q.shape[-1] ** -0.5
-    weights = jnp.exp(scores)
+def _probabilities(q_scaled: Float[Array, "h t d"], k: Float[Array, "h s d"]) -> Float[Array, "h t s"]:
+    scores = jnp.einsum("htd,hsd->hts", q_scaled, k, preferred_element_type=jnp.float32)
+    weights = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
     return weights * (1 / jnp.sum(weights, axis=-1, keepdims=True))
+
+
+def _scaled(q: Float[Array, "h t d"]) -> Float[Array, "h t d"]:
+    # 1/√d goes on q, not on the (t, s) scores: XLA:CPU's dot fusions take a scalar operand as a
+    # materialised scores-sized broadcast.
+    return q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
 
 
 @jax.custom_vjp
@@ -29,19 +34,20 @@ def _attend(q: Float[Array, "h t d"], k: Float[Array, "h s d"], v: Float[Array, 
 
 
 def _forward(q, k, v):
-    probs = _probabilities(q, k)
+    q_scaled = _scaled(q)
+    probs = _probabilities(q_scaled, k)
     out = jnp.einsum("hts,hsd->htd", probs.astype(v.dtype), v)
-    return out, (q, k, v, probs, out)
+    return out, (q_scaled, k, v, probs, out)
 
 
 def _backward(residuals, d_out):
-    q, k, v, probs, out = residuals
+    q_scaled, k, v, probs, out = residuals
     d_out = d_out.astype(v.dtype)
     d_probs = jnp.einsum("htd,hsd->hts", d_out, v, preferred_element_type=jnp.float32)
     row_dot = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
-    d_scores = (probs * (d_probs - row_dot) * q.shape[-1] ** -0.5).astype(q.dtype)
-    d_q = jnp.einsum("hts,hsd->htd", d_scores, k)
-    d_k = transposed_product(q, d_scores)
+    d_scores = (probs * (d_probs - row_dot)).astype(q_scaled.dtype)  # w.r.t. the scores of q_scaled
+    d_q = _scaled(jnp.einsum("hts,hsd->htd", d_scores, k))
+    d_k = transposed_product(q_scaled, d_scores)
     d_v = transposed_product(d_out, probs.astype(v.dtype))
     return d_q, d_k, d_v
 
