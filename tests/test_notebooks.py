@@ -19,6 +19,8 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     if name == "review_run":
         monkeypatch.setenv("SEPJAX_NB_STEPS", "8")
         monkeypatch.setenv("SEPJAX_NB_CHORALES", "12")
+    # The notebooks' scratch folders (tempfile.mkdtemp) land in tmp_path, which pytest cleans up.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     # The kernel's `python` must be this interpreter (the project's virtual environment).
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
