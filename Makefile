@@ -1,8 +1,8 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both create .venv on first use.
 PYTHON ?= python3
-# pytest-xdist processes for `make test` (0: one process), each pinned to its own share of the cores
-# (tests/conftest.py). Opt-in: one two-worker run crashed in numba (librosa's on-disk-cached gufunc).
-TEST_WORKERS ?= 0
+# pytest-xdist processes for `make test` (0: one process), each pinned to its own share of the cores and
+# given its own numba cache (tests/conftest.py); work-stealing evens out the long paper-model tests.
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 demo: $(STAMP)
 	$(BIN)/python experiments/demo.py

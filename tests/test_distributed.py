@@ -50,7 +50,8 @@ def test_data_parallel_step_on_4_devices_equals_the_single_device_step():
         update = max(float(np.max(np.abs(a - b))) for a, b in zip(params[0], initial))
         print("WORST", max(float(np.max(np.abs(a - b))) for a, b in zip(*params)) / update)
     """
-    proc = run_python(script, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
+    four_devices = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    proc = run_python(script, env={"XLA_FLAGS": four_devices, "JAX_PLATFORMS": "cpu"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     values = dict(line.split() for line in proc.stdout.strip().splitlines() if line.split()[0] in
                   ("LOSS", "GRAD", "WORST"))

@@ -191,8 +191,11 @@ def test_remat_gives_the_same_loss_gradients_and_stats():
     remat = build_model(config.replace(remat=True), key=jax.random.PRNGKey(0))
     (loss, grads, stats), (loss_r, grads_r, stats_r) = loss_and_grads(plain, batch), loss_and_grads(remat, batch)
     np.testing.assert_allclose(loss_r, loss, rtol=1e-5)
+    # Float32 rounding noise scales with the largest gradient (some leaves, e.g. biases ahead of a BatchNorm, are
+    # zero up to that noise), so the absolute tolerance does too.
+    noise = 1e-7 * max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads))
     for g_r, g in zip(jax.tree.leaves(grads_r), jax.tree.leaves(grads), strict=True):
-        np.testing.assert_allclose(g_r, g, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(g_r, g, rtol=1e-4, atol=noise)
     for s_r, s in zip(jax.tree.leaves(stats_r), jax.tree.leaves(stats), strict=True):
         np.testing.assert_allclose(s_r, s, rtol=1e-5, atol=1e-7)
 
