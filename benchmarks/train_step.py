@@ -6,6 +6,7 @@
     python benchmarks/train_step.py --model sepreformer-t    # the paper's model: 8 kHz, 4 s, 2 speakers
     python benchmarks/train_step.py --model sepreformer-b --remat   # B's activations need remat in 24 GiB
     python benchmarks/train_step.py --compare-seed --keep-host-memory   # both under sepjax.host_memory
+    python benchmarks/train_step.py --compare-seed --huge-pages   # both with glibc's malloc on huge pages
 
 Both implementations run as fresh subprocesses at the same configuration, alternating, for
 `--rounds` rounds; the figures are medians over rounds. The last line printed is one JSON object
@@ -46,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--remat", action="store_true", help="rematerialise blocks in the backward pass")
     p.add_argument("--keep-host-memory", action="store_true",
                    help="run both implementations with sepjax.host_memory's glibc settings")
+    p.add_argument("--huge-pages", action="store_true",
+                   help="run both implementations with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (sepjax.host_memory)")
     p.add_argument("--compare-seed", action="store_true")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--macs", action="store_true", help=argparse.SUPPRESS)
@@ -129,8 +132,8 @@ def inference_macs(model, mixture) -> float:
     return float(costs["flops"]) / 2
 
 
-def last_json(cmd: list[str]) -> dict:
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ})
+def last_json(cmd: list[str], env: dict[str, str]) -> dict:
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -156,13 +159,16 @@ def main(argv=None) -> dict:
                 "--heads", str(args.heads), "--chunk", str(args.chunk), "--stems", str(args.stems), *shared]
     if args.compare_seed and not SEED_SCRIPT.exists():
         raise SystemExit(f"--compare-seed needs the yardstick at {SEED_SCRIPT}")
+    from sepjax.host_memory import with_huge_pages
+
+    env = with_huge_pages(os.environ) if args.huge_pages else dict(os.environ)
     ours, seed = [], []
     for r in range(args.rounds):
         # The MACs need one more compile (the inference forward): count them in the first round only.
-        ours.append(last_json(ours_cmd + (["--macs"] if r == 0 and is_paper_model(args.model) else [])))
+        ours.append(last_json(ours_cmd + (["--macs"] if r == 0 and is_paper_model(args.model) else []), env))
         print(f"round {r + 1}: sepjax {ours[-1]['segments_per_s']} seg/s", end="", flush=True)
         if args.compare_seed:
-            seed.append(last_json(seed_cmd))
+            seed.append(last_json(seed_cmd, env))
             print(f", seed {seed[-1]['segments_per_s']} seg/s", end="", flush=True)
         print()
 

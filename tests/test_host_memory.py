@@ -1,12 +1,14 @@
-"""sepjax.host_memory: with its glibc settings a freed large block is reused, not re-faulted."""
+"""sepjax.host_memory: with its glibc settings a freed large block is reused, or faulted in huge pages."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from sepjax.host_memory import accelerator_installed
+from sepjax.host_memory import accelerator_installed, with_huge_pages
 
 PROBE = """
 import ctypes, json, resource
@@ -28,8 +30,9 @@ print(json.dumps({"applied": applied, "faults": resource.getrusage(resource.RUSA
 """
 
 
-def probe(opt_in: str) -> dict:
+def probe(opt_in: str, huge_pages: bool = False) -> dict:
     env = {"SEPJAX_KEEP_HOST_MEMORY": opt_in, "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
+    env = with_huge_pages(env) if huge_pages else env
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -41,6 +44,29 @@ def test_kept_heap_memory_is_reused_without_page_faults():
     pages = 4 * 128 * 2**20 // 4096
     assert default["faults"] > pages // 2  # glibc unmaps the block on free: every reuse faults it back in
     assert kept["faults"] < pages // 20, kept
+
+
+def transparent_huge_pages_usable() -> bool:
+    """Linux with THP not `never`, and glibc 2.35+ (the first with the malloc.hugetlb tunable)."""
+    try:
+        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return name == "glibc" and "[never]" not in thp and tuple(map(int, version.split(".")[:2])) >= (2, 35)
+
+
+@pytest.mark.skipif(not transparent_huge_pages_usable(), reason="needs transparent huge pages and glibc >= 2.35")
+def test_huge_pages_fault_a_large_block_in_far_fewer_faults():
+    default, huge = probe("0"), probe("0", huge_pages=True)
+    assert not huge["applied"]  # glibc's own tunable, not the mallopt settings
+    assert huge["faults"] < default["faults"] // 20, (huge, default)
+
+
+def test_with_huge_pages_keeps_other_tunables_and_replaces_its_own():
+    env = with_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "HOME": "/x"})
+    assert env == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1", "HOME": "/x"}
+    assert with_huge_pages({}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 
 def test_jax_platforms_cpu_counts_as_cpu_only(monkeypatch):
