@@ -1,5 +1,5 @@
-"""Test-wide JAX settings: CPU, strict dtype promotion, float32 matmuls at full precision, and one
-share of the cores per pytest-xdist worker."""
+"""Test-wide settings: JAX on the CPU with strict dtype promotion and float32 matmuls at full precision, XLA's
+lowest LLVM optimisation level, and per pytest-xdist worker one share of the cores and one numba cache."""
 
 import os
 import tempfile
