@@ -17,7 +17,7 @@ from sepjax.nn.rope import apply_rope
 from sepjax.nn.snake import Snake, fast_sin, snake
 from sepjax.nn.split import GLUSplit
 from sepjax.nn.stack import scan_blocks, stacked
-from sepjax.nn.transformer import TransformerBlock
+from sepjax.nn.transformer import SnakeFeedForward, TransformerBlock
 
 
 def test_fast_sin_matches_numpy_over_wide_range():
@@ -101,6 +101,15 @@ def test_head_major_attention_matches_dot_product_attention_and_its_gradients(ke
     np.testing.assert_allclose(out, expected, atol=2e-6)
     for got, want in zip(pullback(d_out), expected_pullback(d_out), strict=True):
         np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_head_major_attention_over_leading_axes_equals_the_vmapped_one(key):
+    q, k, v, d_out = jax.random.normal(key, (4, 2, 3, 12, 2, 8))
+    out, pullback = jax.vjp(head_major_attention, q, k, v)
+    expected, expected_pullback = jax.vjp(jax.vmap(jax.vmap(head_major_attention)), q, k, v)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    for got, want in zip(pullback(d_out), expected_pullback(d_out), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_head_major_attention_in_bfloat16_keeps_the_dtype_and_tracks_float32(key):
@@ -201,6 +210,40 @@ def test_dual_path_block_mixes_within_and_across_chunks(key):
     jac = jax.jacobian(lambda v: block(v)[0, 0])(x)
     assert float(jnp.abs(jac[3]).sum()) > 0  # same chunk
     assert float(jnp.abs(jac[12]).sum()) > 0  # reached through the inter-chunk pass
+
+
+def test_transformer_block_over_leading_axes_equals_per_sequence_values_and_gradients(key):
+    block = TransformerBlock(8, 2, 16, layer_scale_init=0.5, key=key)
+    x = jax.random.normal(jax.random.fold_in(key, 1), (3, 2, 10, 8))
+    g = jax.random.normal(jax.random.fold_in(key, 2), x.shape)
+    params, static = eqx.partition(block, eqx.is_array)
+
+    def together(p, v):
+        return jnp.sum(eqx.combine(p, static)(v) * g)
+
+    def one_by_one(p, v):
+        return jnp.sum(jax.vmap(jax.vmap(eqx.combine(p, static)))(v) * g)
+
+    np.testing.assert_allclose(block(x), jax.vmap(jax.vmap(block))(x), atol=1e-5)
+    got, want = (jax.grad(f, argnums=(0, 1))(params, x) for f in (together, one_by_one))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_snake_feed_forward_gradients_match_plain_autodiff_of_its_formula(key):
+    ff = SnakeFeedForward(6, 24, key=key)
+    ff = eqx.tree_at(lambda f: f.act.alpha, ff, jnp.linspace(0.3, 2.5, 24))
+    x = jax.random.normal(jax.random.fold_in(key, 1), (2, 9, 6)) * 2
+
+    def formula(f, v):
+        h = v @ f.up.weight.T + f.up.bias
+        h = h + jnp.sin(f.act.alpha * h) ** 2 / (f.act.alpha + f.act.eps)
+        return jnp.sum(jnp.tanh(h @ f.down.weight.T + f.down.bias))
+
+    got = eqx.filter_grad(lambda f, v: jnp.sum(jnp.tanh(f(v))))(ff, x)
+    want = eqx.filter_grad(formula)(ff, x)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_transformer_block_layer_scale_init(key):

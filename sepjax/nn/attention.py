@@ -56,11 +56,11 @@ class SelfAttention(eqx.Module):
         if dim % self.num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {self.num_heads}")
 
-    def __call__(self, x: Float[Array, "seq dim"]) -> Float[Array, "seq dim"]:
-        seq, dim = x.shape
+    def __call__(self, x: Float[Array, "*lead seq dim"]) -> Float[Array, "*lead seq dim"]:
+        *lead, seq, dim = x.shape
         head_dim = dim // self.num_heads
-        qkv = project(x, self.qkv.weight).reshape(seq, 3, self.num_heads, head_dim)
-        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+        qkv = project(x, self.qkv.weight).reshape(*lead, seq, 3, self.num_heads, head_dim)
+        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
         if self.rotary:
             q, k = apply_rope(q), apply_rope(k)
         if uses_head_major(self.impl):
@@ -69,4 +69,4 @@ class SelfAttention(eqx.Module):
             attended = jax.nn.dot_product_attention(
                 q, k, v, implementation=resolve_attention_impl(self.impl, x.dtype)
             )
-        return project(attended.reshape(seq, dim), self.out.weight)
+        return project(attended.reshape(*lead, seq, dim), self.out.weight)

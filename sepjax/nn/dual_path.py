@@ -40,13 +40,7 @@ class DualPathBlock(eqx.Module):
         frames, dim = x.shape
         padded = pad_to_multiple(x, self.chunk_size)
         chunks = padded.reshape(-1, self.chunk_size, dim)
-        num_chunks = chunks.shape[0]
-        if key is None:
-            intra_keys = inter_keys = None
-        else:
-            k_intra, k_inter = jax.random.split(key)
-            intra_keys = jax.random.split(k_intra, num_chunks)
-            inter_keys = jax.random.split(k_inter, self.chunk_size)
-        chunks = jax.vmap(lambda c, k: self.intra(c, key=k))(chunks, intra_keys)
-        across = jax.vmap(lambda c, k: self.inter(c, key=k))(chunks.transpose(1, 0, 2), inter_keys)
+        k_intra, k_inter = (None, None) if key is None else jax.random.split(key)
+        chunks = self.intra(chunks, key=k_intra)
+        across = self.inter(chunks.transpose(1, 0, 2), key=k_inter)
         return across.transpose(1, 0, 2).reshape(-1, dim)[:frames]

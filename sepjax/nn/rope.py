@@ -16,10 +16,10 @@ def rope_tables(seq_len: int, head_dim: int, theta: float = 10_000.0) -> tuple[n
 
 
 def apply_rope(
-    x: Float[Array, "seq heads head_dim"], theta: float = 10_000.0
-) -> Float[Array, "seq heads head_dim"]:
+    x: Float[Array, "*lead seq heads head_dim"], theta: float = 10_000.0
+) -> Float[Array, "*lead seq heads head_dim"]:
     """Rotate each head's features by its position in the sequence."""
-    seq_len, _, head_dim = x.shape
+    seq_len, _, head_dim = x.shape[-3:]
     cos, sin = rope_tables(seq_len, head_dim, theta)
     cos = jnp.asarray(cos[:, None, :], dtype=x.dtype)
     sin = jnp.asarray(sin[:, None, :], dtype=x.dtype)

@@ -1,4 +1,9 @@
-"""Pre-LN transformer block: RoPE self-attention and a SNAKE feed-forward, each behind LayerScale."""
+"""Pre-LN transformer block: RoPE self-attention and a SNAKE feed-forward, each behind LayerScale.
+
+Blocks take any leading axes (`(*lead, seq, dim)`) and treat them as independent sequences. Callers pass
+all sequences at once instead of `jax.vmap`-ing a block: under vmap each projection's weight gradient is
+one small matmul per sequence (K = seq) and a sum, where one call contracts over every token at once.
+"""
 
 import equinox as eqx
 import jax
@@ -24,7 +29,7 @@ class SnakeFeedForward(eqx.Module):
         self.act = Snake(ff_dim)
         self.down = eqx.nn.Linear(ff_dim, dim, key=k_down)
 
-    def __call__(self, x: Float[Array, "seq dim"]) -> Float[Array, "seq dim"]:
+    def __call__(self, x: Float[Array, "*lead seq dim"]) -> Float[Array, "*lead seq dim"]:
         h = self.act(project(x, self.up.weight) + self.up.bias)
         return project(h, self.down.weight) + self.down.bias
 
@@ -55,8 +60,8 @@ class TransformerBlock(eqx.Module):
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(
-        self, x: Float[Array, "seq dim"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "seq dim"]:
+        self, x: Float[Array, "*lead seq dim"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "*lead seq dim"]:
         k_attn, k_ff = (None, None) if key is None else jax.random.split(key)
         attended = self.dropout(self.attn(self.norm_attn(x)), key=k_attn, inference=key is None)
         x = x + self.scale_attn.astype(x.dtype) * attended
