@@ -47,6 +47,20 @@ def test_snake_value_and_gradients_match_formula(key):
                                    atol=1e-4)
 
 
+def test_snake_gradients_in_bfloat16_track_float32(key):
+    x = jax.random.normal(key, (64, 8)) * 3
+    alpha = jnp.linspace(0.2, 3.0, 8)
+
+    def loss(x, a):
+        return jnp.sum(jnp.tanh(snake(x, a, 1e-6)).astype(jnp.float32))
+
+    for arg in (0, 1):
+        want = jax.grad(loss, arg)(x, alpha)
+        got = jax.grad(loss, arg)(x.astype(jnp.bfloat16), alpha.astype(jnp.bfloat16))
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=5e-2, atol=5e-2 * float(jnp.max(jnp.abs(want))))
+
+
 def test_snake_starts_at_alpha_one_and_is_identity_plus_nonnegative():
     layer = Snake(5)
     np.testing.assert_array_equal(layer.alpha, np.ones(5))
