@@ -218,6 +218,12 @@ def test_dual_path_block_is_identity_with_zero_layer_scale(key, frames):
     np.testing.assert_allclose(block(x), x, atol=1e-6)
 
 
+def test_dual_path_block_over_leading_axes_equals_per_sequence(key):
+    block = DualPathBlock(8, 2, 16, 4, layer_scale_init=0.5, key=key)
+    x = jax.random.normal(key, (3, 2, 13, 8))
+    np.testing.assert_allclose(block(x), jax.vmap(jax.vmap(block))(x), atol=1e-5)
+
+
 def test_dual_path_block_mixes_within_and_across_chunks(key):
     block = DualPathBlock(8, 2, 16, 4, layer_scale_init=1.0, key=key)
     x = jax.random.normal(key, (16, 8))

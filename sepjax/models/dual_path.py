@@ -4,7 +4,7 @@
       → ConvEncoder (K16 S8, GELU)            (L, dim)
       → sep DualPathBlocks × num_sep_blocks    (L, dim)        stacked, one lax.scan
       → GLUSplit                               (N, L, dim)
-      → rec DualPathBlocks × num_rec_blocks    (N, L, dim)     shared weights, vmap over stems
+      → rec DualPathBlocks × num_rec_blocks    (N, L, dim)     shared weights, stems as a leading axis
       → ConvDecoder, vmapped over stems        (N, C_out, T')
       → trim / pad to T                        (N, C_out, T)
 """
@@ -69,11 +69,8 @@ class DualPathSepReformer(eqx.Module):
         h = scan_blocks(model.sep_blocks, h, lambda blk, x, k: blk(x, key=k), key=k_sep, remat=c.remat, unroll=unroll)
         streams = model.split(h)
 
-        def per_stem(blk, x, k):
-            keys = None if k is None else jax.random.split(k, x.shape[0])
-            return jax.vmap(lambda s, kk: blk(s, key=kk))(x, keys)
-
-        streams = scan_blocks(model.rec_blocks, streams, per_stem, key=k_rec, remat=c.remat, unroll=unroll)
+        streams = scan_blocks(model.rec_blocks, streams, lambda blk, x, k: blk(x, key=k), key=k_rec, remat=c.remat,
+                              unroll=unroll)
         waves = jax.vmap(model.decoder)(streams)
         return fit_length(waves, length).astype(mixture.dtype)
 

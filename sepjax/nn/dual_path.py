@@ -9,14 +9,15 @@ from sepjax.nn.attention import AttentionImpl
 from sepjax.nn.transformer import TransformerBlock
 
 
-def pad_to_multiple(x: Float[Array, "frames dim"], multiple: int) -> Float[Array, "padded dim"]:
+def pad_to_multiple(x: Float[Array, "*lead frames dim"], multiple: int) -> Float[Array, "*lead padded dim"]:
     """Zero-pad the frame axis up to the next multiple of `multiple`."""
-    pad = -x.shape[0] % multiple
-    return jnp.pad(x, ((0, pad), (0, 0))) if pad else x
+    pad = -x.shape[-2] % multiple
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, pad), (0, 0)]) if pad else x
 
 
 class DualPathBlock(eqx.Module):
-    """Intra-chunk transformer over (chunks, K, dim), then inter-chunk over (K, chunks, dim)."""
+    """Intra-chunk transformer over (chunks, K, dim), then inter-chunk over (K, chunks, dim); any leading axes are
+    independent sequences (e.g. stems)."""
 
     intra: TransformerBlock
     inter: TransformerBlock
@@ -35,12 +36,11 @@ class DualPathBlock(eqx.Module):
         self.chunk_size = chunk_size
 
     def __call__(
-        self, x: Float[Array, "frames dim"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "frames dim"]:
-        frames, dim = x.shape
-        padded = pad_to_multiple(x, self.chunk_size)
-        chunks = padded.reshape(-1, self.chunk_size, dim)
+        self, x: Float[Array, "*lead frames dim"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "*lead frames dim"]:
+        *lead, frames, dim = x.shape
+        chunks = pad_to_multiple(x, self.chunk_size).reshape(*lead, -1, self.chunk_size, dim)
         k_intra, k_inter = (None, None) if key is None else jax.random.split(key)
         chunks = self.intra(chunks, key=k_intra)
-        across = self.inter(chunks.transpose(1, 0, 2), key=k_inter)
-        return across.transpose(1, 0, 2).reshape(-1, dim)[:frames]
+        across = self.inter(jnp.swapaxes(chunks, -3, -2), key=k_inter)
+        return jnp.swapaxes(across, -3, -2).reshape(*lead, -1, dim)[..., :frames, :]
