@@ -102,6 +102,13 @@ def test_attention_matches_per_head_numpy_softmax(key, impl):
     np.testing.assert_allclose(attn(jnp.asarray(x)), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["xla", "head_major"])
+def test_self_attention_over_leading_axes_equals_per_sequence(key, impl):
+    attn = SelfAttention(16, 4, impl=impl, key=key)
+    x = jax.random.normal(jax.random.fold_in(key, 1), (2, 3, 9, 16))
+    np.testing.assert_allclose(attn(x), jax.vmap(jax.vmap(attn))(x), atol=1e-5)
+
+
 @pytest.mark.parametrize("seq,kv_seq", [(64, 64), (7, 5)])
 def test_head_major_attention_matches_dot_product_attention_and_its_gradients(key, seq, kv_seq):
     kq, kk, kv, kg = jax.random.split(key, 4)

@@ -66,7 +66,9 @@ class SelfAttention(eqx.Module):
         if uses_head_major(self.impl):
             attended = head_major_attention(q, k, v)
         else:
+            # dot_product_attention takes at most one batch axis: fold the leading axes into it.
+            flat = [a.reshape(-1, seq, self.num_heads, head_dim) for a in (q, k, v)]
             attended = jax.nn.dot_product_attention(
-                q, k, v, implementation=resolve_attention_impl(self.impl, x.dtype)
-            )
+                *flat, implementation=resolve_attention_impl(self.impl, x.dtype)
+            ).reshape(*lead, seq, self.num_heads, head_dim)
         return project(attended.reshape(*lead, seq, dim), self.out.weight)
