@@ -1,4 +1,8 @@
-"""The optimiser and the jitted, buffer-donating train step with a non-finite guard and an EMA."""
+"""The optimiser and the jitted, buffer-donating train step with a non-finite guard and an EMA.
+
+`train_steps` runs several steps in one call (`lax.scan` over stacked batches): the same updates as as many
+`train_step` calls, with one dispatch, one host sync and, on the CPU, one allocation of XLA's scratch memory.
+"""
 
 from typing import Any
 
@@ -41,9 +45,39 @@ def train_step(optimizer: optax.GradientTransformation, state: TrainState, batch
     return _donating_step(batch, state, optimizer, loss_config, ema_decay)
 
 
+def train_steps(optimizer: optax.GradientTransformation, state: TrainState, batches: Batch,
+                loss_config: CompositeLossConfig = CompositeLossConfig(), ema_decay: float = 0.0,
+                ) -> tuple[TrainState, dict[str, Array]]:
+    """`len(batches.mixture)` updates in one call; each array of `batches` stacks one batch per step on a
+    leading axis. Returns the final state and each metric stacked per step. Donates `state` like `train_step`.
+
+    On XLA:CPU every call maps its scratch memory afresh, and faulting it in costs about a quarter of a
+    design-card step: one call of 8 steps pays that once.
+    """
+    return _donating_steps(batches, state, optimizer, loss_config, ema_decay)
+
+
 @eqx.filter_jit(donate="all-except-first")
 def _donating_step(batch: Batch, state: TrainState, optimizer: optax.GradientTransformation,
                    loss_config: CompositeLossConfig, ema_decay: float) -> tuple[TrainState, dict[str, Array]]:
+    return _update(batch, state, optimizer, loss_config, ema_decay)
+
+
+@eqx.filter_jit(donate="all-except-first")
+def _donating_steps(batches: Batch, state: TrainState, optimizer: optax.GradientTransformation,
+                    loss_config: CompositeLossConfig, ema_decay: float) -> tuple[TrainState, dict[str, Array]]:
+    arrays, static = eqx.partition(state, eqx.is_array)
+
+    def one_step(carry, batch):
+        new, metrics = _update(batch, eqx.combine(carry, static), optimizer, loss_config, ema_decay)
+        return eqx.filter(new, eqx.is_array), metrics
+
+    arrays, metrics = jax.lax.scan(one_step, arrays, batches)
+    return eqx.combine(arrays, static), metrics
+
+
+def _update(batch: Batch, state: TrainState, optimizer: optax.GradientTransformation,
+            loss_config: CompositeLossConfig, ema_decay: float) -> tuple[TrainState, dict[str, Array]]:
     key = state.step_key() if state.model.config.dropout > 0 else None
     params, frozen = eqx.partition(state.model, trainable(state.model))
 
