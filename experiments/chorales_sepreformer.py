@@ -3,7 +3,7 @@
 Data: the corpus rendered by `sepjax data chorales data/chorales --sample-rate 16000` (no download);
 training reads it at 8 kHz, 2 s segments, with gain, remix and subset augmentation.
 Model: the design-card dual-path SepReformer at dim 32 (`sepreformer-dp-tiny`), 4 stems.
-Sized to make audible progress in about 10 minutes on a 2-core CPU.
+Sized to make audible progress in about 10 minutes on a 2-core CPU; 10 train steps per jitted call.
 
     python experiments/chorales_sepreformer.py [--train.steps 2000 --optim.lr 1e-3 ...]
     sepjax train experiments/chorales_sepreformer.py --train.steps 2000
@@ -21,7 +21,7 @@ CONFIG = ExperimentConfig(
                     valid_tracks=3, augment=AugmentConfig(gain_db=(-3.0, 3.0), remix_prob=0.3)),
     optim=OptimConfig(lr=2e-3, warmup_steps=100, schedule="cosine", ema_decay=0.99),
     train=TrainConfig(steps=1000, run_dir="runs/chorales_sepreformer", checkpoint_every=250, valid_every=250,
-                      chunk_seconds=2.0),
+                      chunk_seconds=2.0, steps_per_call=10),
     log=LogConfig(log_every=20, audio_every=250),
 )
 

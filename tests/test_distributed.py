@@ -1,4 +1,4 @@
-"""Scale-out: a data-parallel step over 4 fake CPU devices, and a two-process run on localhost."""
+"""Scale-out: data-parallel steps over 4 fake CPU devices, and a two-process run on localhost."""
 
 import json
 import os
@@ -21,11 +21,11 @@ def run_python(script: str, env: dict | None = None, timeout: int = 600) -> subp
 def test_data_parallel_step_on_4_devices_equals_the_single_device_step():
     script = """
         import jax, numpy as np, equinox as eqx, optax
-        from jax.sharding import Mesh
+        from jax.sharding import Mesh, PartitionSpec
         from sepjax.data.synthetic import harmonic_stems
         from sepjax.losses import CompositeLossConfig
         from sepjax.models import build_model, get_config
-        from sepjax.train import Batch, TrainState, batch_loss, train_step
+        from sepjax.train import Batch, TrainState, batch_loss, train_step, train_steps
         from sepjax.train.distributed import replicate, shard_batch
         assert jax.device_count() == 4, jax.devices()
         optimizer = optax.sgd(0.1)
@@ -44,6 +44,21 @@ def test_data_parallel_step_on_4_devices_equals_the_single_device_step():
             state, metrics = train_step(optimizer, state, sharded)
             losses.append(float(metrics["loss"]))
             params.append([np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))])
+            # two steps in one call, each batch of the stack split over the devices, equal two single steps here
+            stacked = shard_batch(Batch(*(np.stack([np.asarray(x)] * 2) for x in batch)), mesh, stacked=True)
+            assert stacked.mixture.sharding.spec == PartitionSpec(None, "data")
+            ends = []
+            for in_one_call in (False, True):
+                model = build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(0))
+                state = replicate(TrainState.create(model, optimizer, key=jax.random.PRNGKey(1)), mesh)
+                if in_one_call:
+                    state, _ = train_steps(optimizer, state, stacked)
+                else:
+                    for _ in range(2):
+                        state, _ = train_step(optimizer, state, sharded)
+                ends.append([np.asarray(x) for x in jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))])
+            update = max(float(np.max(np.abs(a - b))) for a, b in zip(ends[0], initial))
+            print(f"CALL_{len(devices)}", max(float(np.max(np.abs(a - b))) for a, b in zip(*ends)) / update)
         scale = max(float(np.max(np.abs(x))) for x in grads[0])
         print("LOSS", abs(losses[0] - losses[1]))
         print("GRAD", max(float(np.max(np.abs(a - b))) for a, b in zip(*grads)) / scale)
@@ -54,10 +69,11 @@ def test_data_parallel_step_on_4_devices_equals_the_single_device_step():
     proc = run_python(script, env={"XLA_FLAGS": four_devices, "JAX_PLATFORMS": "cpu"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     values = dict(line.split() for line in proc.stdout.strip().splitlines() if line.split()[0] in
-                  ("LOSS", "GRAD", "WORST"))
+                  ("LOSS", "GRAD", "WORST", "CALL_1", "CALL_4"))
     assert float(values["LOSS"]) < 1e-4
     assert float(values["GRAD"]) < 1e-3  # relative to the largest gradient (float32 reduction order)
     assert float(values["WORST"]) < 1e-3  # parameters after one SGD step, relative to the update
+    assert float(values["CALL_1"]) < 1e-4 and float(values["CALL_4"]) < 1e-4  # train_steps ≡ train_step × 2
 
 
 def free_port() -> int:
@@ -73,8 +89,9 @@ def test_two_processes_train_together_and_agree(tmp_path):
         sys.path.insert(0, {str(HERE)!r})
         from train_helpers import tiny_experiment
         from sepjax.train.loop import replace, train
-        config = tiny_experiment(Path({str(tmp_path)!r}), steps=3, checkpoint_every=3, valid_every=1000)
-        config = replace(config, train={{"export_bundle": False}}, data={{"batch_size": 2}})
+        config = tiny_experiment(Path({str(tmp_path)!r}), steps=4, checkpoint_every=4, valid_every=1000)
+        config = replace(config, train={{"export_bundle": False, "steps_per_call": 2}}, data={{"batch_size": 2}},
+                         log={{"log_every": 2, "audio_every": 4}})  # two calls of two steps
         result = train(config)
         assert jax.process_count() == 2
         leaves = jax.tree.leaves(eqx.filter(result.state.model, eqx.is_inexact_array))
@@ -95,5 +112,5 @@ def test_two_processes_train_together_and_agree(tmp_path):
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
     first, second = (json.loads((tmp_path / f"params_{i}.json").read_text()) for i in range(2))
-    assert first[-1] == second[-1] == 3
+    assert first[-1] == second[-1] == 4
     np.testing.assert_allclose(first, second, rtol=1e-6)

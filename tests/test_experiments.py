@@ -42,7 +42,7 @@ def test_sepjax_train_runs_an_experiment_file(tmp_path, capsys):
     with jax.numpy_dtype_promotion("standard"):
         code = main(["train", "experiments/chorales_sepreformer.py", "--data.root", str(tmp_path / "jc"),
                      "--data.layout", "jacappella", "--data.stems", "soprano", "alto", "tenor", "bass",
-                     "--data.segment-seconds", "0.5", "--train.steps", "2",
+                     "--data.segment-seconds", "0.5", "--train.steps", "2", "--train.steps-per-call", "2",
                      "--train.valid-every", "2", "--train.chunk-seconds", "0.5", "--train.run-dir",
                      str(tmp_path / "run"), "--log.no-progress"])
     assert code == 0

@@ -63,6 +63,10 @@ class TrainConfig:
     chunk_seconds: float = 2.0
     """Validation inference chunk length."""
     export_bundle: bool = True
+    steps_per_call: int = 1
+    """Train steps per jitted call (`train_steps`): fewer dispatches and host syncs; on the CPU, XLA's scratch
+    memory is faulted in once per call instead of once per step. Every log/audio/validation/checkpoint
+    interval must be a multiple of it."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class ExperimentConfig:
 
 
 # Fields a resumed run may change without being a different experiment.
-RESUMABLE_CHANGES = {("train", "steps"), ("train", "resume"), ("log", "progress")}
+RESUMABLE_CHANGES = {("train", "steps"), ("train", "resume"), ("train", "steps_per_call"), ("log", "progress")}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

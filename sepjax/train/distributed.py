@@ -52,9 +52,10 @@ def replicate(tree, mesh: Mesh):
     return eqx.filter_shard(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def shard_batch(batch, mesh: Mesh):
-    """This process's share of the global batch → global arrays sharded on `data` along axis 0."""
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
+def shard_batch(batch, mesh: Mesh, *, stacked: bool = False):
+    """This process's share of the global batch → global arrays sharded on `data` along the batch axis:
+    axis 0, or axis 1 when `stacked` puts one batch per step ahead of it (`train_steps`)."""
+    sharding = NamedSharding(mesh, PartitionSpec(None, "data") if stacked else PartitionSpec("data"))
 
     def put(x):
         x = np.asarray(x)

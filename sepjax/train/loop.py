@@ -25,7 +25,7 @@ from sepjax.train.config import ExperimentConfig, config_differences
 from sepjax.train.distributed import data_mesh, initialize_from_env, per_process_batch, replicate, shard_batch
 from sepjax.train.optim import build_optimizer, current_lr
 from sepjax.train.state import Batch, TrainState
-from sepjax.train.step import train_step
+from sepjax.train.step import train_step, train_steps
 from sepjax.train.validate import validate
 
 
@@ -92,6 +92,7 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     """Run (or resume) an experiment; returns the final state and what was logged."""
     initialize_from_env()
     cfg = config
+    check_intervals(cfg)
     index, stems = load_index(cfg)
     key = jax.random.PRNGKey(cfg.train.seed)
     model_key, state_key = jax.random.split(key)
@@ -124,43 +125,53 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
                disable=not (lead and cfg.log.progress))
     clock = time.perf_counter()
     try:
-        for step in range(start, cfg.train.steps):
-            raw = next(data)
-            batch = shard_batch(Batch(raw["mixture"], raw["targets"], raw["mask"]), mesh)
-            state, metrics = train_step(optimizer, state, batch, cfg.loss, cfg.optim.ema_decay)
-            done = step + 1
-            skipped = int(metrics["skipped"])
-            bad_in_a_row = bad_in_a_row + 1 if skipped else 0
-            if bad_in_a_row >= cfg.train.max_nonfinite:
-                raise NonFiniteError(
-                    f"{bad_in_a_row} non-finite steps in a row at step {done}; stopping. The last good checkpoint "
-                    f"({checkpoints.latest_step()}) in {checkpoints.directory} is intact: lower --optim.lr or check "
-                    f"the data, then resume with --train.resume")
-            if done % cfg.log.log_every == 0 or done == cfg.train.steps:
-                elapsed = time.perf_counter() - clock
-                scalars = {k: float(v) for k, v in metrics.items()}
-                steps_done = cfg.log.log_every if done % cfg.log.log_every == 0 else done - start
-                scalars.update(lr=current_lr(cfg.optim, cfg.train.steps, done),
-                               steps_per_s=steps_done / elapsed,
-                               segments_per_s=steps_done * cfg.data.batch_size / elapsed)
-                clock = time.perf_counter()
-                result.history.append({"step": done, **scalars})
-                if logger:
-                    logger.scalars(done, scalars, prefix="train/")
-                bar.set_postfix(loss=f"{scalars['loss']:.2f}", si_sdr=f"{scalars['si_sdr']:.1f}",
-                                seg_s=f"{scalars['segments_per_s']:.1f}")
-            if logger and (done % cfg.log.audio_every == 0 or done == cfg.train.steps):
-                _log_batch_audio(logger, done, state, raw, stems, cfg.data.sample_rate)
-            if valid_tracks and (done % cfg.train.valid_every == 0 or done == cfg.train.steps):
-                last_valid = _run_validation(state, valid_tracks, stems, cfg, inference, logger, done)
-                result.validations.append({"step": done, **last_valid})
-            if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
-                metrics_for_best = None if last_valid is None else {"valid_metric": last_valid[cfg.train.best_metric]}
-                checkpoints.save(done, state, data, cfg.to_dict(), metrics_for_best)
-            bar.update(1)
-            result.state = state
-            if on_step is not None:
-                on_step(done, metrics, result)
+        step, upcoming = start, []
+        while step < cfg.train.steps:
+            raws = upcoming or [next(data) for _ in range(call_length(step, cfg))]
+            state, metrics = run_steps(optimizer, state, raws, mesh, cfg)
+            count = len(raws)
+            end = step + count
+            # The next call's batches load while this one computes, unless this one ends on a checkpoint, which
+            # must record the iterator right after its own batches.
+            saves = end % cfg.train.checkpoint_every == 0 or end == cfg.train.steps
+            upcoming = [] if saves else [next(data) for _ in range(call_length(end, cfg))]
+            metrics = host_metrics(metrics)
+            for i in range(count):
+                done = step + i + 1
+                step_metrics = {name: values[i] for name, values in metrics.items()}
+                bad_in_a_row = bad_in_a_row + 1 if step_metrics["skipped"] else 0
+                if bad_in_a_row >= cfg.train.max_nonfinite:
+                    raise NonFiniteError(
+                        f"{bad_in_a_row} non-finite steps in a row at step {done}; stopping. The last good checkpoint "
+                        f"({checkpoints.latest_step()}) in {checkpoints.directory} is intact: lower --optim.lr or "
+                        f"check the data, then resume with --train.resume")
+                if done % cfg.log.log_every == 0 or done == cfg.train.steps:
+                    elapsed = time.perf_counter() - clock
+                    scalars = {name: float(v) for name, v in step_metrics.items()}
+                    steps_done = cfg.log.log_every if done % cfg.log.log_every == 0 else done - start
+                    scalars.update(lr=current_lr(cfg.optim, cfg.train.steps, done),
+                                   steps_per_s=steps_done / elapsed,
+                                   segments_per_s=steps_done * cfg.data.batch_size / elapsed)
+                    clock = time.perf_counter()
+                    result.history.append({"step": done, **scalars})
+                    if logger:
+                        logger.scalars(done, scalars, prefix="train/")
+                    bar.set_postfix(loss=f"{scalars['loss']:.2f}", si_sdr=f"{scalars['si_sdr']:.1f}",
+                                    seg_s=f"{scalars['segments_per_s']:.1f}")
+                if i == count - 1:  # the state is this step's only at the end of its call
+                    if logger and (done % cfg.log.audio_every == 0 or done == cfg.train.steps):
+                        _log_batch_audio(logger, done, state, raws[-1], stems, cfg.data.sample_rate)
+                    if valid_tracks and (done % cfg.train.valid_every == 0 or done == cfg.train.steps):
+                        last_valid = _run_validation(state, valid_tracks, stems, cfg, inference, logger, done)
+                        result.validations.append({"step": done, **last_valid})
+                    if saves:
+                        best = None if last_valid is None else {"valid_metric": last_valid[cfg.train.best_metric]}
+                        checkpoints.save(done, state, data, cfg.to_dict(), best)
+                bar.update(1)
+                result.state = state
+                if on_step is not None:
+                    on_step(done, step_metrics, result)
+            step = end
         checkpoints.wait()
         result.best_step = checkpoints.best_step()
         if cfg.train.export_bundle and lead:
@@ -188,6 +199,43 @@ def _run_validation(state, tracks, stems, cfg, inference, logger, step) -> dict[
             logger.spectrograms(step, example["targets"][present], example["estimates"][present], names,
                                 prefix="valid/")
     return metrics
+
+
+def call_length(step: int, cfg: ExperimentConfig) -> int:
+    """Steps in the call that starts after `step`: calls end on multiples of steps_per_call (a resumed run may
+    start between two) and at the last step, so audio, validation and checkpoints all fall on a call's end."""
+    per_call = cfg.train.steps_per_call
+    return min(per_call - step % per_call, cfg.train.steps - step)
+
+
+def run_steps(optimizer, state: TrainState, raws: list[dict], mesh, cfg: ExperimentConfig
+              ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Dispatch one jitted call over `raws` (one batch each), without waiting for it: `train_step`, or
+    `train_steps` when steps_per_call > 1."""
+    if cfg.train.steps_per_call == 1:
+        (raw,) = raws
+        batch = shard_batch(Batch(raw["mixture"], raw["targets"], raw["mask"]), mesh)
+        return train_step(optimizer, state, batch, cfg.loss, cfg.optim.ema_decay)
+    batches = Batch(*(np.stack([raw[name] for raw in raws]) for name in ("mixture", "targets", "mask")))
+    return train_steps(optimizer, state, shard_batch(batches, mesh, stacked=True), cfg.loss, cfg.optim.ema_decay)
+
+
+def host_metrics(metrics: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+    """A call's metrics on the host, one value per step (waits for the call)."""
+    return {name: np.atleast_1d(np.asarray(values)) for name, values in metrics.items()}
+
+
+def check_intervals(config: ExperimentConfig) -> None:
+    """Every interval must be a multiple of steps_per_call: audio, validation and checkpoints need the state after
+    their step, which `train_steps` returns only at the end of a call, and steps_per_s is timed between calls."""
+    per_call = config.train.steps_per_call
+    if per_call < 1:
+        raise ConfigError(f"train.steps_per_call must be at least 1, got {per_call}")
+    intervals = {"log.log_every": config.log.log_every, "log.audio_every": config.log.audio_every,
+                 "train.valid_every": config.train.valid_every, "train.checkpoint_every": config.train.checkpoint_every}
+    for name, every in intervals.items():
+        if every % per_call:
+            raise ConfigError(f"{name}={every} is not a multiple of train.steps_per_call={per_call}")
 
 
 @eqx.filter_jit
