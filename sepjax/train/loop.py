@@ -89,7 +89,11 @@ def load_index(config: ExperimentConfig) -> tuple[TrackIndex, tuple[str, ...]]:
 
 def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult], None] | None = None
           ) -> TrainResult:
-    """Run (or resume) an experiment; returns the final state and what was logged."""
+    """Run (or resume) an experiment; returns the final state and what was logged.
+
+    `on_step(step, metrics, result)` runs after every step; `result.state` is the state after the last step of
+    that step's call (`train.steps_per_call`).
+    """
     initialize_from_env()
     cfg = config
     check_intervals(cfg)

@@ -51,8 +51,8 @@ def train_steps(optimizer: optax.GradientTransformation, state: TrainState, batc
     """`len(batches.mixture)` updates in one call; each array of `batches` stacks one batch per step on a
     leading axis. Returns the final state and each metric stacked per step. Donates `state` like `train_step`.
 
-    On XLA:CPU every call maps its scratch memory afresh, and faulting it in costs about a quarter of a
-    design-card step: one call of 8 steps pays that once.
+    On XLA:CPU every call maps its scratch memory afresh, and faulting it in takes about a quarter of a
+    design-card step's CPU time: one call of 8 steps pays that once.
     """
     return _donating_steps(batches, state, optimizer, loss_config, ema_decay)
 
