@@ -3,7 +3,7 @@
 Data: the corpus rendered by `sepjax data chorales data/chorales --sample-rate 16000` (no download);
 training reads it at 8 kHz, 2 s segments, with gain, remix and subset augmentation.
 Model: the design-card dual-path SepReformer at dim 32 (`sepreformer-dp-tiny`), 4 stems.
-Sized to make audible progress in about 10 minutes on a 2-core CPU; 10 train steps per jitted call.
+Sized to make audible progress in about 5 minutes on a 2-core CPU; 10 train steps per jitted call.
 
     python experiments/chorales_sepreformer.py [--train.steps 2000 --optim.lr 1e-3 ...]
     sepjax train experiments/chorales_sepreformer.py --train.steps 2000

@@ -1,7 +1,8 @@
-"""The main job (`make demo`): from nothing to four separated Bach voices on a CPU in about 12 minutes.
+"""The main job (`make demo`): from nothing to four separated Bach voices on a CPU (about 6 minutes, plus the
+first rendering of the corpus).
 
 1. Renders a subset of the embedded chorale corpus (data/chorales, 16 kHz; songs already there are kept).
-2. Trains the CPU-sized SepReformer (experiments/chorales_sepreformer.py) for about 10 minutes.
+2. Trains the CPU-sized SepReformer (experiments/chorales_sepreformer.py) for 1000 steps (about 5 minutes).
 3. Evaluates the held-out test chorales with chunked inference and prints a per-stem SI-SDRi table.
 4. Separates one test chorale into soprano/alto/tenor/bass wav files.
 5. Prints where everything is, and the TensorBoard command to listen to it all.
