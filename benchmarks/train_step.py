@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--macs", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.steps_per_call < 1:
+        p.error(f"--steps-per-call must be at least 1, got {args.steps_per_call}")
     paper = is_paper_model(args.model)
     for name, design_card, speech in (("stems", 4, 2), ("seconds", 1.0, 4.0), ("sr", 16000, 8000)):
         if getattr(args, name) is None:
