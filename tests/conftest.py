@@ -34,3 +34,24 @@ jax.config.update("jax_default_matmul_precision", "highest")
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+class CompileCounter:
+    """Counts XLA compilations, through JAX's public monitoring events."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.count += 1
+
+
+@pytest.fixture
+def compiles():
+    import jax.monitoring
+
+    counter = CompileCounter()
+    jax.monitoring.register_event_duration_secs_listener(counter)
+    yield counter
+    jax.monitoring.unregister_event_duration_listener(counter)

@@ -199,23 +199,105 @@ def test_process_shards_see_different_examples(tmp_path):
     assert not np.array_equal(first["targets"], second["targets"])
 
 
-AUGMENTS = {
-    "gain": AugmentConfig(gain_db=(-9.0, 9.0)),
-    "remix": AugmentConfig(remix_prob=1.0),
-    "swap": AugmentConfig(channel_swap_prob=1.0),
-    "flip": AugmentConfig(polarity_flip_prob=1.0),
-    "subset": AugmentConfig(subset_prob=1.0),
-    "shift": AugmentConfig(max_shift_seconds=0.2),
-}
+def pipeline_batches(index, augment, count=3):
+    config = PipelineConfig(sample_rate=22050, segment_seconds=0.4, batch_size=2, channels=2, augment=augment,
+                            shard_index=0, shard_count=1)
+    return take(iter(training_dataset(index, config)), count)
 
 
-@pytest.mark.parametrize("name", sorted(AUGMENTS))
-def test_mixture_is_the_sum_of_stems_after_each_augmentation(tmp_path, name):
-    index = build_index(make_musdb(tmp_path / "musdb"), get_layout("musdb"))
-    config = PipelineConfig(sample_rate=22050, segment_seconds=0.4, batch_size=2, channels=2,
-                            augment=AUGMENTS[name], shard_index=0, shard_count=1)
-    for batch in take(iter(training_dataset(index, config)), 2):
+def find_offset(segment, audio):
+    """The sample offset at which `segment` (C, t) occurs exactly in `audio` (C, T), which reads zero-padded past
+    its end as `read_segment` does; else None."""
+    length = segment.shape[-1]
+    audio = np.pad(audio, ((0, 0), (0, length)))
+    for offset in np.flatnonzero(audio[0, : audio.shape[-1] - length + 1] == segment[0, 0]):
+        if np.array_equal(audio[:, offset : offset + length], segment):
+            return int(offset)
+    return None
+
+
+@pytest.fixture
+def musdb_index(tmp_path):
+    return build_index(make_musdb(tmp_path / "musdb", sample_rate=22050), get_layout("musdb"))
+
+
+def test_pipeline_augmentations_transform_the_segments_they_read(musdb_index):
+    # The segment positions are drawn before the augmentations, so the same seed reads the same raw segments.
+    plain = pipeline_batches(musdb_index, AugmentConfig())
+    for batch in plain:
+        assert batch["mask"].all()
+    exact = {"swap": (AugmentConfig(channel_swap_prob=1.0), lambda raw: raw[:, :, ::-1]),
+             "flip": (AugmentConfig(polarity_flip_prob=1.0), lambda raw: -raw)}
+    for augment, transform in exact.values():
+        for raw, batch in zip(plain, pipeline_batches(musdb_index, augment), strict=True):
+            np.testing.assert_array_equal(batch["targets"], transform(raw["targets"]))
+    low, high = 10 ** (-9 / 20), 10 ** (9 / 20)
+    gains = []
+    for raw, batch in zip(plain, pipeline_batches(musdb_index, AugmentConfig(gain_db=(-9.0, 9.0))), strict=True):
+        ratio = batch["targets"] / raw["targets"]
+        per_stem = ratio[..., :1, :1]  # one gain per stem: the same ratio at every sample and channel
+        np.testing.assert_allclose(ratio, np.broadcast_to(per_stem, ratio.shape), rtol=1e-6)
+        assert np.all((per_stem > low * (1 - 1e-6)) & (per_stem < high * (1 + 1e-6)))
+        gains.extend(per_stem.ravel())
+    assert np.ptp(20 * np.log10(gains)) > 3.0  # drawn, not one constant
+    dropped = 0
+    for raw, batch in zip(plain, pipeline_batches(musdb_index, AugmentConfig(subset_prob=1.0)), strict=True):
+        assert batch["mask"].all()  # a dropped stem is a silent target, still scored
+        for raw_example, example in zip(raw["targets"], batch["targets"], strict=True):
+            kept = [bool(np.any(stem)) for stem in example]
+            assert any(kept)
+            dropped += kept.count(False)
+            for stem, raw_stem, keep in zip(example, raw_example, kept, strict=True):
+                np.testing.assert_array_equal(stem, raw_stem if keep else np.zeros_like(raw_stem))
+    assert dropped > 0
+    for batch in pipeline_batches(musdb_index, AugmentConfig(gain_db=(-9.0, 9.0), subset_prob=1.0)):
         np.testing.assert_allclose(batch["mixture"], batch["targets"].sum(axis=1), atol=1e-6)
+
+
+def test_shift_reads_each_stem_from_its_own_position(musdb_index):
+    files = {(t.track_id, s): sf.read(t.stems[s].path, dtype="float32", always_2d=True)[0].T
+             for t in musdb_index.split("train") for s in musdb_index.stems}
+    shift = int(0.2 * 22050)
+    offsets_differ = False
+    for batch in pipeline_batches(musdb_index, AugmentConfig(max_shift_seconds=0.2)):
+        for example in batch["targets"]:
+            # Each stem is an exact read of one train track's stem; within an example, the positions differ by
+            # at most twice the maximum shift.
+            found = {}
+            for name, stem in zip(musdb_index.stems, example, strict=True):
+                hits = {track: find_offset(stem, files[track, name]) for track, s in files if s == name}
+                hits = {track: offset for track, offset in hits.items() if offset is not None}
+                assert len(hits) == 1, name
+                found[name] = next(iter(hits.items()))
+            assert len({track for track, _ in found.values()}) == 1  # shift keeps the track
+            positions = [offset for _, offset in found.values()]
+            assert max(positions) - min(positions) <= 2 * shift
+            offsets_differ |= len(set(positions)) > 1
+    assert offsets_differ
+
+
+def test_remix_reads_stems_from_other_tracks(tmp_path):
+    root = tmp_path / "stems"
+    for i, name in enumerate(["t1", "t2", "t3"]):  # every stem of every track distinct
+        write_track(root / name, {"vocals": tone(1.0, 22050, 300 + 50 * i, seed=i),
+                                  "accompaniment": tone(1.0, 22050, 80 + 10 * i, seed=10 + i)}, 22050, mixture=False)
+    (root / "test_list.txt").write_text("t3\n")
+    index = build_index(root, get_layout("stems", stems=("vocals", "accompaniment")))
+    train_tracks = index.split("train")
+    assert len(train_tracks) == 2
+    files = {(t.track_id, s): sf.read(t.stems[s].path, dtype="float32", always_2d=True)[0].T
+             for t in train_tracks for s in index.stems}
+    mixed_tracks = False
+    for batch in pipeline_batches(index, AugmentConfig(remix_prob=1.0), count=4):
+        for example in batch["targets"]:
+            sources = set()
+            for name, stem in zip(index.stems, example, strict=True):
+                hits = [track for track, s in files if s == name
+                        and find_offset(stem, np.repeat(files[track, name], len(stem), axis=0)) is not None]
+                assert len(hits) == 1, name
+                sources.add(hits[0])
+            mixed_tracks |= len(sources) > 1
+    assert mixed_tracks
 
 
 def test_each_augmentation_does_what_it_says():

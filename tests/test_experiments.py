@@ -20,13 +20,20 @@ def test_the_promised_experiments_exist():
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_experiment_config_matches_its_layout_and_documents_itself(path):
+def test_experiment_config_matches_its_layout_and_its_documented_command_parses(path):
     module = load_experiment(path)
     config = module.CONFIG
     layout = get_layout(config.data.layout, stems=config.data.stems)
     assert config.model.num_stems == len(layout.stems)
     assert config.model.in_channels == config.data.channels
-    assert "python experiments/" in module.__doc__ and "Data:" in module.__doc__
+    # Every command line its docstring shows runs this file, and its flags parse (tyro exits on an unknown one).
+    commands = [line.split() for line in module.__doc__.splitlines() if f"experiments/{path.name}" in line]
+    assert commands, f"{path.name}: its docstring shows no command line"
+    for words in commands:
+        flags = [w for w in words[words.index(f"experiments/{path.name}") + 1 :] if w not in ("[", "]", "...]")]
+        flags = [w.strip("[]") for w in flags if w.strip("[]") != "..."]
+        parsed = parse(config, flags)
+        assert isinstance(parsed, type(config))
 
 
 def test_command_line_overrides():

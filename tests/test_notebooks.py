@@ -26,9 +26,8 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute()
+    client.execute()  # raises CellExecutionError, with the cell and its traceback, if any cell fails
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
     if name == "overfit_sanity_check":
         text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
         assert "sanity check passed" in text

@@ -16,6 +16,7 @@ from sepjax.separate import (
     InferenceConfig,
     batched_model,
     chunk_window,
+    denormalize,
     normalize,
     pad_edges,
     separate_array,
@@ -68,6 +69,19 @@ def test_normalisation_is_undone():
     normed, stats = normalize(x)
     assert abs(normed.mean(axis=0).mean()) < 1e-5 and abs(normed.mean(axis=0).std() - 1) < 1e-3
     np.testing.assert_allclose(stats.mean, x.mean(axis=0).mean(), rtol=1e-5)
+    np.testing.assert_allclose(denormalize(normed, stats), x, rtol=1e-5)
+    seen = []
+
+    def identity(batch):  # one stem: the model's input, as the model saw it
+        seen.append(batch)
+        return batch[:, None]
+
+    out = separate_array(identity, x, InferenceConfig(chunk=128, overlap=0.5, batch_size=2))
+    # The model saw z-scored chunks (mean 0.3 and std 0.01 are gone) and the output is back on the input's scale.
+    assert max(abs(float(b.mean())) for b in seen) < 0.5 and 0.5 < float(np.concatenate(seen).std()) < 2
+    np.testing.assert_allclose(out[0], x, rtol=1e-5)
+    raw = separate_array(identity, x, InferenceConfig(chunk=128, overlap=0.5, batch_size=2, normalize=False))
+    np.testing.assert_allclose(raw[0], x, rtol=1e-5)
 
 
 def test_chunk_plan_and_padding_modes():
@@ -93,17 +107,15 @@ def tiny():
     return build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(0))
 
 
-def test_batched_model_compiles_once_and_pads_the_last_batch(tiny):
-    from sepjax.separate import _forward
-
+def test_batched_model_compiles_once_and_pads_the_last_batch(tiny, compiles):
     run = batched_model(tiny, batch_size=3)
     x = np.random.default_rng(4).standard_normal((1, 2000)).astype(np.float32)
     config = InferenceConfig(chunk=400, overlap=0.5, batch_size=3)
-    before = _forward._cached._cache_size()
     y = separate_array(run, x, config)  # 6 chunks: two full batches
+    compiled = compiles.count
     z = separate_array(run, x[:, :1500], config)  # 5 chunks: the last batch is padded
     assert y.shape == (4, 1, 2000) and z.shape == (4, 1, 1500)
-    assert _forward._cached._cache_size() == before + 1
+    assert compiles.count == compiled  # the padded batch reuses the full batches' program
     direct = np.asarray(tiny(jnp.zeros((1, 400))))
     np.testing.assert_allclose(run(np.zeros((1, 1, 400), np.float32))[0], direct, atol=1e-5)
 

@@ -22,24 +22,24 @@ def standard_promotion():
         yield
 
 
-def test_train_step_updates_params_counts_steps_and_compiles_once():
+def test_train_step_updates_params_counts_steps_and_compiles_once(compiles):
     model = build_model(TINY, key=jax.random.PRNGKey(0))
     optimizer = make_optimizer()
     state = TrainState.create(model, optimizer, key=jax.random.PRNGKey(1))
     before = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
     before = [np.asarray(x) for x in before]
     batch = Batch.from_targets(harmonic_stems(2, 4, 2000, 8000))
-    from sepjax.train.step import _donating_step
-
-    compiled_before = _donating_step._cached._cache_size()
-    for _ in range(3):
+    state, metrics = train_step(optimizer, state, batch)
+    assert compiles.count >= 1
+    compiled = compiles.count
+    for _ in range(2):
         state, metrics = train_step(optimizer, state, batch)
+    assert compiles.count == compiled  # the later steps reuse the first one's program
     assert int(state.step) == 3
     assert set(metrics) >= {"loss", "grad_norm", "si_sdr", "mr_stft"}
     assert all(bool(jnp.isfinite(v)) for v in metrics.values())
     after = jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))
     assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
-    assert _donating_step._cached._cache_size() == compiled_before + 1  # three steps, one compilation
 
 
 def test_several_steps_per_call_equal_as_many_single_steps():
@@ -53,6 +53,10 @@ def test_several_steps_per_call_equal_as_many_single_steps():
         return TrainState.create(build_model(config, key=jax.random.PRNGKey(0)), optimizer,
                                  key=jax.random.PRNGKey(1), ema=True)
 
+    def leaves(state):
+        return [np.asarray(x, np.float64) for x in jax.tree.leaves(eqx.filter(state, eqx.is_inexact_array))]
+
+    initial = leaves(fresh())
     one_by_one, singles = fresh(), []
     for batch in batches:
         one_by_one, metrics = train_step(optimizer, one_by_one, batch, ema_decay=0.9)
@@ -61,14 +65,21 @@ def test_several_steps_per_call_equal_as_many_single_steps():
     in_one_call, metrics = train_steps(optimizer, fresh(), stacked, ema_decay=0.9)
     assert int(in_one_call.step) == 3
     np.testing.assert_array_equal(metrics["skipped"], [0, 1, 0])
+    # The scanned and the single step are separate XLA programs, which may fuse and order float32 sums
+    # differently: each op then rounds differently by about ε = 1.2e-7, and a forward and backward pass through
+    # the model's ~100 ops compounds that to ~1e-5. The last step starts from parameters that already differ
+    # by the first update's rounding, which the loss's gradient (norm ~1e3) amplifies: 1e-3 bounds both.
     for name in ("loss", "grad_norm", "si_sdr"):
         expected = [float(singles[i][name]) for i in (0, 2)]
-        np.testing.assert_allclose(np.asarray(metrics[name])[[0, 2]], expected, rtol=1e-5)
-    leaves = lambda state: jax.tree.leaves(eqx.filter(state, eqx.is_inexact_array))  # noqa: E731
-    # Model, optimiser moments and EMA. Scanned and single steps compile, so round, differently: up to 0.1% of
-    # a leaf's largest value on one core. Another dropout key (or batch) moves leaves by their own size.
-    for a, b in zip(leaves(one_by_one), leaves(in_one_call), strict=True):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-2 * float(np.max(np.abs(a))))
+        np.testing.assert_allclose(np.asarray(metrics[name])[[0, 2]], expected, rtol=1e-3)
+    # Model, optimiser moments and EMA: each leaf's update (new − initial), relative to its size. Adam divides
+    # by √v, so a gradient component at rounding level may move its weight by ±lr either way; such components
+    # are few, and they change a leaf's update by well under 1%. A missing, repeated or unskipped step, another
+    # dropout key or another EMA blend changes it by tens of per cent.
+    for x0, a, b in zip(initial, leaves(one_by_one), leaves(in_one_call), strict=True):
+        update, scanned_update = a - x0, b - x0
+        assert np.linalg.norm(update) > 0
+        assert np.linalg.norm(scanned_update - update) <= 1e-2 * np.linalg.norm(update), a.shape
 
 
 def test_overfit_tiny_model_gains_10_db_on_one_batch():
