@@ -11,10 +11,12 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from sepjax.errors import InputError, OutputExistsError
+
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """A file that cannot be read or written as audio; the message names it."""
 
 
@@ -139,7 +141,7 @@ def write(path: str | Path, audio: np.ndarray, sample_rate: int, *,
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]

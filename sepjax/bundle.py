@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 
 from sepjax import __version__
+from sepjax.errors import InputError
 from sepjax.files import staged_directory
 from sepjax.models import ModelConfig, build_model, config_from_dict
 
@@ -15,7 +16,7 @@ META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.eqx"
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle directory that is missing files or does not match its config; the message names it."""
 
 

@@ -4,6 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sepjax.errors import SetupError
+
 DEFAULT_CHUNK_SECONDS = 4.0
 
 
@@ -99,7 +101,7 @@ def _device(name: str | None):
     try:
         return jax.devices(name)[0]
     except RuntimeError as err:
-        raise RuntimeError(f"--device {name}: not available here ({err})") from err
+        raise SetupError(f"--device {name}: not available here ({err})") from err
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
@@ -124,9 +126,11 @@ def inference_config(args, bundle):
 
 
 def cmd_separate(args) -> int:
+    import soundfile as sf
     from tqdm import tqdm
 
     from sepjax.bundle import load_bundle
+    from sepjax.errors import UserError
     from sepjax.separate import batched_model
     from sepjax.separate_files import DerivedStem, OutputOptions, audio_inputs, separate_file
 
@@ -143,7 +147,7 @@ def cmd_separate(args) -> int:
         try:
             done.append(separate_file(model_fn, bundle.config.in_channels, bundle.config.out_channels,
                                       bundle.sample_rate, bundle.stem_names, path, name, inference, options))
-        except (OSError, ValueError, RuntimeError) as err:  # keep going; report at the end
+        except (OSError, UserError, sf.SoundFileError) as err:  # one bad file: report it at the end, keep going
             failed.append(f"{path}: {err}" if str(path) not in str(err) else str(err))
     bar.close()
     print(f"separated {len(done)} file(s) into {args.out}")
@@ -256,19 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sepjax.audio import AudioError
-    from sepjax.bundle import BundleError
-    from sepjax.data.layouts import LayoutError
+    from sepjax.errors import UserError
     from sepjax.host_memory import keep_host_memory
-    from sepjax.train.checkpoint import CheckpointError
-    from sepjax.train.loop import NonFiniteError
 
     args = build_parser().parse_args(argv)
     keep_host_memory()
     try:
         return args.func(args)
-    except (LayoutError, AudioError, BundleError, CheckpointError, NonFiniteError, FileExistsError,
-            FileNotFoundError, RuntimeError, ValueError) as err:
+    except UserError as err:  # anything else is a bug: its traceback is what a report needs
         print(f"error: {err}", file=sys.stderr)
         return 2
 

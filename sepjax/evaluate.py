@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sepjax.data.index import Track, TrackIndex, load_track
+from sepjax.errors import InputError, OutputExistsError
 from sepjax.files import write_text_atomic
 from sepjax.metrics import METRIC_NAMES, aggregate, track_metrics
 
@@ -37,13 +38,13 @@ def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tu
     """Separate and score every track of `split`; write metrics.csv, summary.json and summary.md to `out_dir`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty; pass --overwrite to replace its results")
+        raise OutputExistsError(f"{out_dir} is not empty; pass --overwrite to replace its results")
     tracks = index.split(split)
     if not tracks:
-        raise ValueError(f"{index.root}: split {split!r} has no tracks (have {index.splits()})")
+        raise InputError(f"{index.root}: split {split!r} has no tracks (have {index.splits()})")
     unknown = [s for s in stem_names if s not in index.stems]
     if unknown:
-        raise ValueError(f"model stems {unknown} are not stems of layout {index.layout!r} {list(index.stems)}")
+        raise InputError(f"model stems {unknown} are not stems of layout {index.layout!r} {list(index.stems)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = None
     if tensorboard_tracks:

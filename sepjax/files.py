@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sepjax.errors import OutputExistsError
+
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
@@ -27,18 +29,25 @@ def staged_directory(target: str | Path, *, overwrite: bool = False) -> Iterator
     """Yield a hidden staging folder beside `target`; when the block succeeds it becomes `target`.
 
     On an error the staging folder is removed and `target` is left as it was. An existing `target`
-    is an error unless `overwrite`.
+    is an error unless `overwrite`; then only that folder is replaced, and it is moved aside until the new one
+    is in place, so an interruption at any point leaves one of the two whole.
     """
     target = Path(target)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
+    if target.exists() and not target.is_dir():
+        raise OutputExistsError(f"{target} exists and is not a folder; move it away")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
         if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+            previous = Path(tempfile.mkdtemp(prefix=f".{target.name}.previous.", dir=target.parent))
+            target.rename(previous / target.name)
+            staging.rename(target)
+            shutil.rmtree(previous)
+        else:
+            staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

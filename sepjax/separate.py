@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sepjax.errors import InputError
+
 PaddingMode = Literal["reflect", "constant", "replicate"]
 WindowName = Literal["hann", "triangular", "rectangular"]
 ModelFn = Callable[[np.ndarray], np.ndarray]
@@ -51,7 +53,7 @@ def chunk_window(name: WindowName, size: int) -> np.ndarray:
         return (1.0 - np.abs(2.0 * centres - 1.0)).astype(np.float64)
     if name == "rectangular":
         return np.ones(size, np.float64)
-    raise ValueError(f"unknown window {name!r}; choose hann, triangular or rectangular")
+    raise InputError(f"unknown window {name!r}; choose hann, triangular or rectangular")
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,14 @@ class ChunkPlan:
 
     def __post_init__(self):
         if self.length < 1:
-            raise ValueError("cannot separate an empty signal")
+            raise InputError("cannot separate an empty signal")
         if not 0 < self.hop <= self.chunk:
-            raise ValueError(f"hop {self.hop} must be in (0, chunk={self.chunk}]")
+            raise InputError(f"hop {self.hop} must be in (0, chunk={self.chunk}]")
 
     @classmethod
     def from_overlap(cls, length: int, chunk: int, overlap: float) -> "ChunkPlan":
         if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap {overlap} must be in [0, 1)")
+            raise InputError(f"overlap {overlap} must be in [0, 1)")
         return cls(length, chunk, max(int(round(chunk * (1 - overlap))), 1))
 
     @property
@@ -95,7 +97,7 @@ class ChunkPlan:
 def pad_edges(audio: np.ndarray, left: int, right: int, mode: PaddingMode) -> np.ndarray:
     """Pad the time axis; reflect falls back to replicate when there is one sample to reflect."""
     if mode not in ("reflect", "constant", "replicate"):
-        raise ValueError(f"unknown padding {mode!r}; choose reflect, constant or replicate")
+        raise InputError(f"unknown padding {mode!r}; choose reflect, constant or replicate")
     if mode == "reflect" and audio.shape[-1] < 2:
         mode = "replicate"
     np_mode = {"reflect": "reflect", "constant": "constant", "replicate": "edge"}[mode]

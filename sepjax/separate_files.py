@@ -16,6 +16,7 @@ import soundfile as sf
 import soxr
 
 from sepjax.audio import SUBTYPES, AudioError, info, to_channels
+from sepjax.errors import InputError, OutputExistsError
 from sepjax.files import staged_directory
 from sepjax.separate import InferenceConfig, ModelFn, NormStats, separate_stream
 
@@ -32,14 +33,14 @@ class DerivedStem:
     @classmethod
     def parse(cls, spec: str, known: tuple[str, ...]) -> "DerivedStem":
         if "=" not in spec:
-            raise ValueError(f"--derive {spec!r}: expected NAME=EXPR, e.g. instrumental=mixture-vocals")
+            raise InputError(f"--derive {spec!r}: expected NAME=EXPR, e.g. instrumental=mixture-vocals")
         name, expr = (s.strip() for s in spec.split("=", 1))
         tokens = re.findall(r"([+-]?)\s*([A-Za-z0-9_]+)", expr.replace(" ", ""))
         if not name or not tokens or "".join(sign + stem for sign, stem in tokens) != expr.replace(" ", ""):
-            raise ValueError(f"--derive {spec!r}: EXPR must be stems joined by + and -")
+            raise InputError(f"--derive {spec!r}: EXPR must be stems joined by + and -")
         unknown = [stem for _, stem in tokens if stem not in (*known, "mixture")]
         if unknown:
-            raise ValueError(f"--derive {spec!r}: unknown stem(s) {unknown}; have {list(known)} and mixture")
+            raise InputError(f"--derive {spec!r}: unknown stem(s) {unknown}; have {list(known)} and mixture")
         return cls(name, tuple((-1.0 if sign == "-" else 1.0, stem) for sign, stem in tokens))
 
 
@@ -53,17 +54,18 @@ class OutputOptions:
 
     def __post_init__(self):
         if self.format not in ("wav", "flac"):
-            raise ValueError(f"output format {self.format!r}: choose wav or flac")
+            raise InputError(f"output format {self.format!r}: choose wav or flac")
         if self.bits not in SUBTYPES:
-            raise ValueError(f"bits {self.bits!r}: choose 16, 24 or float")
+            raise InputError(f"bits {self.bits!r}: choose 16, 24 or float")
         if self.format == "flac" and self.bits == "float":
-            raise ValueError("FLAC cannot store float samples: use --bits 16 or 24")
+            raise InputError("FLAC cannot store float samples: use --bits 16 or 24")
 
 
 def audio_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, output name) for each input file, recursing into folders; plus missing paths."""
+    """(file, output name) for each input file, recursing into folders; plus the inputs that cannot be separated:
+    missing paths, and files whose output folder would be another input's or would contain it."""
     suffixes = {f".{ext.lower()}" for ext in sf.available_formats()}
-    found, missing = [], []
+    found, failed = [], []
     for path in paths:
         if path.is_dir():
             for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes):
@@ -71,8 +73,32 @@ def audio_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]
         elif path.is_file():
             found.append((path, Path(path.stem)))
         else:
-            missing.append(f"{path}: no such file or folder")
-    return found, missing
+            failed.append(f"{path}: no such file or folder")
+    claimed: dict[Path, Path] = {}
+    unique = []
+    for path, name in found:
+        # Separating into a folder removes what --overwrite replaces: two inputs never share one, nor nest.
+        clash = next((claimed[n] for n in (name, *name.parents) if n in claimed), None)
+        clash = clash or next((p for n, p in claimed.items() if name in n.parents), None)
+        if clash is not None:
+            failed.append(f"{path}: its output folder {name} clashes with that of {clash}; rename one of them")
+            continue
+        claimed[name] = path
+        unique.append((path, name))
+    return unique, failed
+
+
+def output_folder(out_dir: Path, name: Path, source: Path) -> Path:
+    """`out_dir / name`, refused unless it lies strictly inside `out_dir` (symbolic links followed)."""
+    parts = name.parts
+    if name.is_absolute() or not parts or any(set(part) <= {"."} for part in parts):
+        raise InputError(f"{source}: its output name {str(name)!r} does not name a folder inside {out_dir}; "
+                         f"rename the file")
+    target = out_dir / name
+    root, resolved = out_dir.resolve(), target.resolve()
+    if root not in resolved.parents:
+        raise InputError(f"{source}: its output folder {target} resolves to {resolved}, outside {out_dir}")
+    return target
 
 
 def _blocks(path: Path, channels: int) -> Iterator[np.ndarray]:
@@ -130,9 +156,9 @@ def separate_file(model_fn: ModelFn, in_channels: int, out_channels: int, model_
         raise AudioError(f"{path}: empty file")
     if model_rate * meta.frames / meta.samplerate < 1:
         raise AudioError(f"{path}: too short to resample to {model_rate} Hz")
-    target = options.out_dir / name
+    target = output_folder(Path(options.out_dir), name, path)
     if target.exists() and not options.overwrite:  # checked before the statistics pass, to fail fast
-        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
     stats = _stats(path, meta.frames) if inference.normalize else None
     model_length = int(round(meta.frames * model_rate / meta.samplerate))
     blocks = _resampled(_blocks(path, in_channels), meta.samplerate, model_rate, in_channels,
@@ -158,6 +184,9 @@ def _write_stems(model_fn, blocks, model_length, in_channels, out_channels, mode
         with sf.SoundFile(str(path)) as mixture_file:
             for piece in back:
                 stems = piece.reshape(len(stem_names), channels, -1)
+                if not np.all(np.isfinite(stems)):
+                    raise InputError(f"{path}: the model's output holds NaN or infinite samples (are the bundle's "
+                                     f"weights finite?); nothing was written for this file")
                 mixture = mixture_file.read(stems.shape[-1], dtype="float32", always_2d=True).T
                 sources = dict(zip(stem_names, stems, strict=True)) | {"mixture": mixture}
                 for n, stem in zip(stem_names, stems, strict=True):

@@ -1,9 +1,12 @@
 """TensorBoard logging with tensorboardX: scalars and peak-normalised audio."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tensorboardX import SummaryWriter
+
+from sepjax.errors import UserError
 
 
 def peak_normalise(audio: np.ndarray, peak: float = 0.99) -> np.ndarray:
@@ -23,19 +26,41 @@ def log_spectrogram(wave: np.ndarray, n_fft: int = 1024, hop: int = 256, floor_d
     return ((db - floor_db) / -floor_db)[::-1].astype(np.float32)
 
 
+class LogError(UserError, OSError):
+    """The TensorBoard log can no longer be written (usually a full disk); the message names its folder."""
+
+
 class RunLogger:
-    """A SummaryWriter for one run directory."""
+    """A SummaryWriter for one run directory.
+
+    tensorboardX writes events from a background thread, which dies on the first failed write (a full disk) and
+    leaves later writes blocked on its full queue for ever. Every write first checks that thread and raises
+    LogError instead, and `close` then releases the writer without waiting for it.
+    """
 
     def __init__(self, logdir: str | Path):
         self.logdir = Path(logdir)
         self.writer = SummaryWriter(str(self.logdir))
 
+    def _worker_alive(self) -> bool:
+        worker = getattr(self.writer.file_writer.event_writer, "_worker", None)
+        return worker is None or worker.is_alive()
+
+    def check(self) -> None:
+        """Raise LogError if events can no longer be written."""
+        if not self._worker_alive():
+            free = shutil.disk_usage(self.logdir).free / 2**20
+            raise LogError(f"{self.logdir}: TensorBoard events can no longer be written "
+                           f"(the writer failed; {free:.0f} MiB free on that disk)")
+
     def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
+        self.check()
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}{name}", float(value), step)
 
     def audio(self, step: int, tag: str, wave: np.ndarray, sample_rate: int) -> None:
         """`wave` is (channels, time) or (time,); written peak-normalised for playback."""
+        self.check()
         wave = np.nan_to_num(np.asarray(wave, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         wave = wave.T if wave.ndim == 2 else wave[:, None]
         self.writer.add_audio(tag, peak_normalise(wave), step, sample_rate=sample_rate)
@@ -51,9 +76,12 @@ class RunLogger:
     def spectrograms(self, step: int, targets: np.ndarray, estimates: np.ndarray, stem_names: list[str],
                      prefix: str = "", n_fft: int = 1024, hop: int = 256) -> None:
         """Log-magnitude spectrograms, target above estimate, one image per stem."""
+        self.check()
         for name, target, estimate in zip(stem_names, targets, estimates, strict=True):
             image = np.concatenate([log_spectrogram(estimate, n_fft, hop), log_spectrogram(target, n_fft, hop)])
             self.writer.add_image(f"{prefix}spectrogram/{name}", image[None], step, dataformats="CHW")
 
     def close(self) -> None:
-        self.writer.close()
+        """Flush and close; with a failed writer, release it without flushing (its events are lost either way)."""
+        if self._worker_alive():
+            self.writer.close()

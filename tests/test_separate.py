@@ -1,7 +1,9 @@
 """Chunked overlap-add inference: identity round trips, streaming, fixed-shape compilation, files, bundles."""
 
 import json
+from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -201,3 +203,62 @@ def test_separate_cli_bad_bundle_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "b").mkdir()
     assert main(["separate", str(tmp_path / "b"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "missing bundle.json" in capsys.readouterr().err
+
+
+def test_output_names_from_inputs_never_leave_or_replace_the_output_folder(tmp_path, tiny, capsys):
+    save_bundle(tmp_path / "bundle", tiny, ["soprano", "alto", "tenor", "bass"], 8000)
+    parent = tmp_path / "P"
+    (parent / "keep").mkdir(parents=True)
+    (parent / "keep" / "precious.txt").write_text("not to be lost")
+    out = parent / "out"
+    (out / "earlier").mkdir(parents=True)
+    (out / "earlier" / "soprano.wav").write_text("an earlier result")
+    dots = tmp_path / "dots"
+    (dots / "sub").mkdir(parents=True)
+    tone = (np.sin(np.arange(4000) / 5) * 0.3).astype(np.float32)
+    # "...wav" would name its output "..", "..wav" would name it "." (the output folder itself).
+    for name in ("...wav", "..wav", "....wav", "a\\b.wav", "good.wav", "sub/good.wav"):
+        sf.write(dots / name, tone, 8000, format="WAV")
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    sf.write(twin / "good.wav", tone, 8000)  # the same output name as dots/good.wav
+    nested = tmp_path / "nested"
+    (nested / "sub").mkdir(parents=True)
+    sf.write(nested / "sub.wav", tone, 8000)  # out/sub/ would hold out/sub/good/ as well
+    args = ["separate", str(tmp_path / "bundle"), str(dots), str(twin / "good.wav"), str(nested / "sub.wav"),
+            "--out", str(out), "--chunk-seconds", "0.25", "--overwrite"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{dots / '...wav'}: its output name '..' does not name a folder inside {out}" in err
+    assert f"{dots / '..wav'}: its output name '.' does not name a folder" in err
+    assert f"{dots / '....wav'}: its output name '...'" in err
+    assert f"{twin / 'good.wav'}: its output folder good clashes with that of {dots / 'good.wav'}" in err
+    assert f"{nested / 'sub.wav'}: its output folder sub clashes with that of {dots / 'sub' / 'good.wav'}" in err
+    assert (parent / "keep" / "precious.txt").read_text() == "not to be lost"
+    assert (out / "earlier" / "soprano.wav").read_text() == "an earlier result"  # --overwrite replaced only its own
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_dir()) == [
+        "a\\b", "earlier", "good", "sub", "sub/good"]
+    assert sorted(p.name for p in (out / "good").iterdir()) == [f"{n}.wav" for n in ("alto", "bass", "soprano",
+                                                                                      "tenor")]
+    link = out / "elsewhere"
+    link.symlink_to(parent / "keep")
+    from sepjax.errors import InputError
+    from sepjax.separate_files import output_folder
+
+    with pytest.raises(InputError, match="resolves to .*outside"):
+        output_folder(out, Path("elsewhere"), Path("elsewhere.wav"))
+    for bad in ("/abs/name", ".", "..", "x/../..", ""):
+        with pytest.raises(InputError, match="does not name a folder"):
+            output_folder(out, Path(bad), Path("input.wav"))
+
+
+def test_a_bundle_with_non_finite_weights_fails_each_file_and_writes_nothing(tmp_path, tiny, capsys):
+    broken = jax.tree.map(lambda x: x * np.nan if eqx.is_inexact_array(x) else x, tiny)
+    save_bundle(tmp_path / "nan", broken, ["soprano", "alto", "tenor", "bass"], 8000)
+    sf.write(tmp_path / "song.wav", (np.sin(np.arange(4000) / 5) * 0.3).astype(np.float32), 8000)
+    out = tmp_path / "out"
+    assert main(["separate", str(tmp_path / "nan"), str(tmp_path / "song.wav"), "--out", str(out),
+                 "--chunk-seconds", "0.25"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'song.wav'}: the model's output holds NaN or infinite samples" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sepjax.errors import InputError
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -23,12 +25,12 @@ class AugmentConfig:
     def __post_init__(self):
         lo, hi = self.gain_db
         if lo > hi:
-            raise ValueError(f"gain_db range {self.gain_db} is reversed")
+            raise InputError(f"gain_db range {self.gain_db} is reversed")
         for name in ("remix_prob", "channel_swap_prob", "polarity_flip_prob", "subset_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be a probability")
+                raise InputError(f"{name}={getattr(self, name)} must be a probability")
         if self.max_shift_seconds < 0:
-            raise ValueError("max_shift_seconds must be >= 0")
+            raise InputError("max_shift_seconds must be >= 0")
 
 
 def augment_stems(stems: np.ndarray, mask: np.ndarray, config: AugmentConfig, rng: np.random.Generator

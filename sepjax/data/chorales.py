@@ -25,6 +25,7 @@ import numpy as np
 from sepjax.audio import fit, read, write
 from sepjax.data.layouts import CHORALE_STEMS, JACAPPELLA_TEST_LIST, VALID_LIST
 from sepjax.data.voice_synth import part_timbre, render_notes
+from sepjax.errors import InputError, SetupError
 from sepjax.files import staged_directory, write_text_atomic
 
 PARTS = CHORALE_STEMS
@@ -186,9 +187,9 @@ def build_chorales(out: str | Path, *, sample_rate: int = 16000, limit: int | No
                    progress: Callable[[int, int], None] | None = None) -> ChoraleReport:
     """Render chorales into `out` in the JaCappella layout; songs already there are kept, not redone."""
     if renderer not in ("numpy", "fluidsynth"):
-        raise ValueError(f"unknown renderer {renderer!r}; choose 'numpy' or 'fluidsynth'")
+        raise InputError(f"unknown renderer {renderer!r}; choose 'numpy' or 'fluidsynth'")
     if renderer == "fluidsynth" and not fluidsynth_available():
-        raise RuntimeError("--renderer fluidsynth needs a `fluidsynth` binary and a General MIDI "
+        raise SetupError("--renderer fluidsynth needs a `fluidsynth` binary and a General MIDI "
                            "soundfont (set SEPJAX_SOUNDFONT or install fluid-soundfont-gm)")
     out = Path(out)
     ids = chorale_ids()[: limit if limit else None]

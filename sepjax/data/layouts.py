@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sepjax.errors import InputError
+
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 JACAPPELLA_STEMS = ("lead_vocal", "soprano", "alto", "tenor", "bass", "vocal_percussion")
@@ -43,7 +45,7 @@ def ref_path(ref: StemRef) -> Path:
     return ref[0] if isinstance(ref, tuple) else ref
 
 
-class LayoutError(ValueError):
+class LayoutError(InputError):
     """A dataset root that does not match its declared layout; the message names the path."""
 
 

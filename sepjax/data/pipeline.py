@@ -15,6 +15,7 @@ import numpy as np
 from sepjax.audio import AudioError, read_segment
 from sepjax.data.augment import AugmentConfig, augment_stems
 from sepjax.data.index import Track, TrackIndex
+from sepjax.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def training_dataset(index: TrackIndex, config: PipelineConfig) -> grain.IterDat
     """An endless, shuffled, sharded, batched grain dataset over `config.split` of `index`."""
     tracks = index.split(config.split)
     if not tracks:
-        raise ValueError(f"{index.root}: split {config.split!r} has no tracks (have {index.splits()})")
+        raise InputError(f"{index.root}: split {config.split!r} has no tracks (have {index.splits()})")
     shard_index, shard_count = config.shard_index, config.shard_count
     if shard_index is None or shard_count is None:
         import jax

@@ -4,6 +4,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sepjax.errors import InputError
+
 DType = Literal["float32", "bfloat16"]
 
 
@@ -51,7 +53,7 @@ class DualPathConfig:
         if self.dtype not in ("float32", "bfloat16"):
             problems.append(f"dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
         if problems:
-            raise ValueError("invalid DualPathConfig: " + "; ".join(problems))
+            raise InputError("invalid DualPathConfig: " + "; ".join(problems))
 
     @property
     def stateful(self) -> bool:
@@ -127,7 +129,7 @@ class SepReformerConfig:
         if self.dtype not in ("float32", "bfloat16"):
             problems.append(f"dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
         if problems:
-            raise ValueError("invalid SepReformerConfig: " + "; ".join(problems))
+            raise InputError("invalid SepReformerConfig: " + "; ".join(problems))
 
     @property
     def stateful(self) -> bool:
@@ -150,10 +152,10 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """Rebuild a config from `to_dict()` output, rejecting unknown keys by name."""
     family = data.get("family", "dual_path")
     if family not in CONFIG_CLASSES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(CONFIG_CLASSES)}")
+        raise InputError(f"unknown model family {family!r}; known: {sorted(CONFIG_CLASSES)}")
     cls = CONFIG_CLASSES[family]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
+        raise InputError(f"unknown {cls.__name__} fields: {unknown}")
     return cls(**data)

@@ -13,10 +13,11 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from sepjax.errors import UserError
 from sepjax.train.state import TrainState
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be written or read; the message names the directory."""
 
 
@@ -67,10 +68,10 @@ class Checkpointer:
         if data_iterator is not None:
             args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
         try:
+            # Also raises what an earlier asynchronous save of this manager raised in its background thread.
             self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=True)
-        except OSError as err:
-            raise CheckpointError(f"{self.directory}: saving step {step} failed ({err}); "
-                                  f"the previous checkpoint is intact") from err
+        except Exception as err:  # OSError from Python's writes, ValueError from tensorstore's, and orbax's own
+            raise self._failed(f"saving step {step}", err) from err
 
     def restore(self, template: TrainState, data_iterator, step: int | None = None) -> TrainState:
         """The state at `step` (default: latest), shaped like `template`; the iterator is restored in place."""
@@ -90,7 +91,21 @@ class Checkpointer:
         return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        """Wait for the asynchronous save in flight; its failure raises CheckpointError."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:
+            raise self._failed("finishing a save", err) from err
 
-    def close(self) -> None:
-        self.manager.close()
+    def intact_step(self) -> int | None:
+        """The latest complete checkpoint on disk (orbax renames a save into place only when it is complete)."""
+        self.manager.reload()
+        return self.manager.latest_step()
+
+    def _failed(self, what: str, err: Exception) -> CheckpointError:
+        try:
+            intact = self.intact_step()
+        except Exception:  # the directory itself may be unreadable
+            intact = None
+        kept = "no earlier checkpoint exists" if intact is None else f"checkpoint {intact} is intact"
+        return CheckpointError(f"{self.directory}: {what} failed ({type(err).__name__}: {err}); {kept}")

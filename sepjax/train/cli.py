@@ -6,6 +6,7 @@ from pathlib import Path
 
 import tyro
 
+from sepjax.errors import InputError, MissingInputError
 from sepjax.host_memory import keep_host_memory
 from sepjax.train.config import ExperimentConfig
 from sepjax.train.loop import TrainResult, train
@@ -37,11 +38,11 @@ def load_experiment(path: str | Path):
     """Import an experiment file and return its module (it must define CONFIG)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such experiment file")
+        raise MissingInputError(f"{path}: no such experiment file")
     spec = importlib.util.spec_from_file_location(f"sepjax_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     if not isinstance(getattr(module, "CONFIG", None), ExperimentConfig):
-        raise ValueError(f"{path}: an experiment file must define CONFIG = ExperimentConfig(...)")
+        raise InputError(f"{path}: an experiment file must define CONFIG = ExperimentConfig(...)")
     return module

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from sepjax.errors import InputError
+
 _initialized = False
 
 
@@ -70,5 +72,5 @@ def per_process_batch(global_batch: int) -> int:
     """Examples each process loads; the global batch must split evenly over processes and devices."""
     devices, processes = jax.device_count(), jax.process_count()
     if global_batch % devices:
-        raise ValueError(f"batch size {global_batch} does not divide over {devices} devices")
+        raise InputError(f"batch size {global_batch} does not divide over {devices} devices")
     return global_batch // processes

@@ -1,6 +1,8 @@
 """The training loop: data → sharded jit step → logs, audio, validation, checkpoints → bundle."""
 
+import contextlib
 import dataclasses
+import errno
 import json
 import time
 from collections.abc import Callable
@@ -16,11 +18,12 @@ from sepjax.bundle import save_bundle
 from sepjax.data.index import TrackIndex, build_index
 from sepjax.data.layouts import get_layout
 from sepjax.data.pipeline import PipelineConfig, training_dataset
+from sepjax.errors import InputError, UserError
 from sepjax.files import write_text_atomic
 from sepjax.models import build_model
 from sepjax.separate import InferenceConfig
-from sepjax.tensorboard_log import RunLogger
-from sepjax.train.checkpoint import Checkpointer, check_disk_space
+from sepjax.tensorboard_log import LogError, RunLogger
+from sepjax.train.checkpoint import Checkpointer, CheckpointError, check_disk_space
 from sepjax.train.config import ExperimentConfig, config_differences
 from sepjax.train.distributed import data_mesh, initialize_from_env, per_process_batch, replicate, shard_batch
 from sepjax.train.optim import build_optimizer, current_lr
@@ -29,12 +32,16 @@ from sepjax.train.step import train_step, train_steps
 from sepjax.train.validate import validate
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """An experiment that cannot start; raised before any compute."""
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(UserError, RuntimeError):
     """Too many non-finite steps in a row."""
+
+
+class RunInterrupted(UserError, RuntimeError):
+    """A run that cannot go on writing (a full disk, an unwritable folder); it can resume from its checkpoint."""
 
 
 @dataclass
@@ -128,6 +135,7 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, unit="step",
                disable=not (lead and cfg.log.progress))
     clock = time.perf_counter()
+    finished = False
     try:
         step, upcoming = start, []
         while step < cfg.train.steps:
@@ -182,12 +190,33 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
             final = state.ema if state.ema is not None else state.model
             result.bundle = save_bundle(run_dir / "bundle", jax.device_get(final), stems, cfg.data.sample_rate,
                                         chunk_seconds=cfg.train.chunk_seconds, overwrite=True)
-    finally:
-        bar.close()
-        checkpoints.wait()
         if logger:
             logger.close()
+        finished = True
+    except (CheckpointError, LogError, OSError) as err:
+        if not isinstance(err, CheckpointError | LogError) and err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise RunInterrupted(f"{err}\nTraining stopped at step {int(result.state.step)}. "
+                             f"{_intact(checkpoints)}: free space, then rerun with --train.resume") from err
+    finally:
+        bar.close()
+        if not finished:  # the error in flight is the one to report: these may fail the same way
+            with contextlib.suppress(Exception):
+                checkpoints.wait()
+            if logger:
+                with contextlib.suppress(Exception):
+                    logger.close()
     return result
+
+
+def _intact(checkpoints: Checkpointer) -> str:
+    try:
+        step = checkpoints.intact_step()
+    except Exception:
+        step = None
+    if step is None:
+        return f"No checkpoint in {checkpoints.directory} is complete"
+    return f"Checkpoint {step} in {checkpoints.directory} is intact"
 
 
 def _run_validation(state, tracks, stems, cfg, inference, logger, step) -> dict[str, float]:
