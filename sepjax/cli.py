@@ -268,8 +268,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as err:  # anything else is a bug: its traceback is what a report needs
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        message = f"error: {err}"
+    _release_failed_work()
+    print(message, file=sys.stderr)
+    return 2
+
+
+def _release_failed_work() -> None:
+    """Collect what a failed command left behind now, quietly: an interrupted orbax save leaves a coroutine that
+    was never awaited, whose warning would otherwise be the last line the user sees, after the error."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+        gc.collect()
 
 
 if __name__ == "__main__":

@@ -82,6 +82,11 @@ class RunLogger:
             self.writer.add_image(f"{prefix}spectrogram/{name}", image[None], step, dataformats="CHW")
 
     def close(self) -> None:
-        """Flush and close; with a failed writer, release it without flushing (its events are lost either way)."""
-        if self._worker_alive():
-            self.writer.close()
+        """Flush and close. A failed writer is released without flushing (its events are lost either way) and
+        marked closed, so that tensorboardX's exit handler does not try again and print a traceback at exit."""
+        event_writer = self.writer.file_writer.event_writer
+        try:
+            if self._worker_alive():
+                self.writer.close()
+        finally:
+            event_writer._closed = True

@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from train_helpers import STEMS, tiny_experiment
 
 from sepjax.bundle import load_bundle
+from sepjax.models import build_model
 from sepjax.train.checkpoint import CheckpointError
 from sepjax.train.loop import ConfigError, NonFiniteError, replace, train
 
@@ -123,25 +127,64 @@ def test_errors_before_any_compute(tmp_path, monkeypatch):
     assert not (tmp_path / "other").exists()  # refused before anything was written
 
 
-def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    config = tiny_experiment(tmp_path, steps=2, checkpoint_every=2, valid_every=1000)
-    train(config)
-    from sepjax.train.checkpoint import Checkpointer
+def user_namespaces_work() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode == 0
 
-    real_save = Checkpointer.save
 
-    def full_disk(self, step, *args, **kwargs):
-        if step > 2:
-            raise CheckpointError(f"{self.directory}: saving step {step} failed ([Errno 28] No space left on "
-                                  f"device); the previous checkpoint is intact")
-        return real_save(self, step, *args, **kwargs)
+FULL_DISK_RUN = """
+import sys, threading, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from train_helpers import tiny_experiment
+from sepjax.cli import main
 
-    monkeypatch.setattr(Checkpointer, "save", full_disk)
-    with pytest.raises(CheckpointError, match="previous checkpoint is intact"):
-        train(replace(config, train={"steps": 4, "resume": True}))
-    monkeypatch.undo()
-    resumed = train(replace(config, train={"steps": 4, "resume": True}))
-    assert int(resumed.state.step) == 4
+disk, data = Path({disk!r}), Path({data!r})
+run = disk / "run"
+def fill_the_disk_once_checkpoint_2_is_complete():
+    while not (run / "checkpoints" / "2" / "_CHECKPOINT_METADATA").exists():
+        time.sleep(0.02)
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(bytes(1 << 16))
+                f.flush()
+        except OSError:
+            pass
+threading.Thread(target=fill_the_disk_once_checkpoint_2_is_complete, daemon=True).start()
+args = ["train", "experiments/chorales_sepreformer.py", "--data.root", str(data / "jc"), "--data.layout",
+        "jacappella", "--data.stems", "soprano", "alto", "tenor", "bass", "--data.segment-seconds", "0.5",
+        "--data.sample-rate", "8000", "--train.steps", "6", "--train.checkpoint-every", "2",
+        "--train.valid-every", "1000", "--train.chunk-seconds", "0.5", "--train.run-dir", str(run),
+        "--train.steps-per-call", "1", "--log.log-every", "1", "--log.audio-every", "2", "--log.no-progress"]
+code = main(args)
+print("first run exit", code, flush=True)
+print("=== resuming", file=sys.stderr, flush=True)
+(disk / "filler").unlink()
+print("resumed exit", main([*args, "--train.resume"]), flush=True)
+"""
+
+
+@pytest.mark.skipif(not user_namespaces_work(), reason="needs `unshare` and user namespaces to mount a small tmpfs")
+def test_a_full_disk_stops_the_run_naming_the_intact_checkpoint_which_resumes(tmp_path):
+    # A real full disk: a 64 MiB tmpfs, mounted in a user namespace (no root needed), filled once checkpoint 2 is
+    # on it. Whichever write fails first (a checkpoint or the TensorBoard log), the run must stop with the
+    # error and the intact checkpoint as its last lines, and resume once there is space.
+    tiny_experiment(tmp_path)  # the data, outside the small disk
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = FULL_DISK_RUN.format(tests=str(HERE), disk=str(disk), data=str(tmp_path))
+    command = f"mount -t tmpfs -o size=64m tmpfs {disk} && exec {sys.executable} -c \"$SCRIPT\""
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", command],
+                          capture_output=True, text=True, timeout=900, cwd=HERE.parent,
+                          env={**os.environ, "SCRIPT": script})
+    assert "first run exit 2" in proc.stdout, proc.stderr[-3000:]
+    first_run = proc.stderr.split("=== resuming")[0]
+    last = first_run.strip().splitlines()[-2:]
+    assert last[0].startswith(f"error: {disk / 'run'}") and "No space left" in first_run, last
+    assert re.fullmatch(rf"Training stopped at step [2-6]\. Checkpoint 2 in {disk / 'run' / 'checkpoints'} is "
+                        rf"intact: free space, then rerun with --train.resume", last[1]), last
+    assert "resumed exit 0" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
@@ -152,11 +195,103 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
     saved = json.loads((Path(config.train.run_dir) / "config.json").read_text())
     saved["optim"]["lr"] = 1e30  # the same experiment, as far as the resume check is concerned
     (Path(config.train.run_dir) / "config.json").write_text(json.dumps(saved))
-    history = []
+    history, good = [], {}
+
+    def watch(step, metrics, result):
+        history.append(int(metrics["skipped"]))
+        if not metrics["skipped"]:
+            good.update(step=step, weights=params(result.state.model))  # copied before the next call donates them
+
     with pytest.raises(NonFiniteError, match="3 non-finite steps in a row .*last good checkpoint"):
-        train(blown, on_step=lambda step, metrics, result: history.append(int(metrics["skipped"])))
+        train(blown, on_step=watch)
     assert history[-2:] == [1, 1]  # the third one in a row raises before its callback
+    assert good["step"] == 2  # the blown-up weights are finite; the step after them is not
     from sepjax.train.checkpoint import Checkpointer
+    from sepjax.train.optim import build_optimizer
+    from sepjax.train.state import TrainState
 
     checkpoints = Checkpointer(Path(config.train.run_dir) / "checkpoints")
-    assert checkpoints.latest_step() == 1 + len(history)  # skipped steps never replace a good checkpoint's weights
+    assert checkpoints.latest_step() == 1 + len(history)
+    template = TrainState.create(build_model(config.model, key=jax.random.PRNGKey(0)),
+                                 build_optimizer(config.optim, config.train.steps), key=jax.random.PRNGKey(1))
+    saved = params(checkpoints.restore(template, None).model)
+    assert all(np.all(np.isfinite(w)) for w in saved)
+    for w, expected in zip(saved, good["weights"], strict=True):  # skipped steps kept the last good weights
+        np.testing.assert_array_equal(w, expected)
+
+
+BAD_VALUES = [
+    ({"train": {"steps": 0}}, "train.steps=0: must be at least 1"),
+    ({"train": {"steps": -5}}, "train.steps=-5"),
+    ({"optim": {"lr": -1.0}}, "optim.lr=-1.0: must be a positive number"),
+    ({"optim": {"lr": float("nan")}}, "optim.lr=nan"),
+    ({"train": {"checkpoint_every": 0}}, "train.checkpoint_every=0"),
+    ({"data": {"sample_rate": 0}}, "data.sample_rate=0"),
+    ({"data": {"batch_size": 0}}, "data.batch_size=0"),
+    ({"data": {"segment_seconds": 0.0}}, "data.segment_seconds=0.0"),
+    ({"data": {"segment_seconds": 1e-6}}, "under one sample at 8000 Hz"),
+    ({"data": {"channels": 3}}, "data.channels=3: must be 1 or 2"),
+    ({"train": {"valid_every": 0}}, "train.valid_every=0"),
+    ({"train": {"keep_last": 0}}, "train.keep_last=0"),
+    ({"train": {"max_nonfinite": 0}}, "train.max_nonfinite=0"),
+    ({"train": {"chunk_seconds": -1.0}}, "train.chunk_seconds=-1.0"),
+    ({"train": {"steps_per_call": 0}}, "train.steps_per_call=0"),
+    ({"log": {"log_every": 0}}, "log.log_every=0"),
+    ({"log": {"audio_every": -2}}, "log.audio_every=-2"),
+    ({"optim": {"ema_decay": 1.0}}, "optim.ema_decay=1.0"),
+    ({"optim": {"grad_accum": 0}}, "optim.grad_accum=0"),
+    ({"optim": {"warmup_steps": -1}}, "optim.warmup_steps=-1"),
+    ({"optim": {"min_lr_ratio": 2.0}}, "optim.min_lr_ratio=2.0"),
+    ({"optim": {"clip_norm": 0.0}}, "optim.clip_norm=0.0"),
+    ({"data": {"valid_tracks": -1}}, "data.valid_tracks=-1"),
+    ({"data": {"stems": ("soprano", "soprano", "tenor", "bass")}}, "must be distinct names"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_VALUES, ids=lambda v: str(v)[:40])
+def test_values_the_loop_cannot_run_with_are_refused_before_anything_is_written(tmp_path, changes, message,
+                                                                                   monkeypatch):
+    config = tiny_experiment(tmp_path)
+    # Nothing may be computed: building the model is the first compute.
+    monkeypatch.setattr("sepjax.train.loop.build_model", lambda *a, **k: pytest.fail("built a model"))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(replace(config, **changes))
+    assert not Path(config.train.run_dir).exists()
+
+
+def test_cli_refusal_leaves_no_run_folder_and_the_corrected_command_runs(tmp_path, capsys):
+    from sepjax.cli import main
+
+    tiny_experiment(tmp_path)
+    args = ["train", "experiments/chorales_sepreformer.py", "--data.root", str(tmp_path / "jc"), "--data.layout",
+            "jacappella", "--data.stems", "soprano", "alto", "tenor", "bass", "--data.sample-rate", "8000",
+            "--data.segment-seconds", "0.5", "--train.steps", "2", "--train.steps-per-call", "2",
+            "--train.valid-every", "2", "--train.checkpoint-every", "2", "--train.chunk-seconds", "0.5",
+            "--log.log-every", "2", "--log.audio-every", "2", "--train.run-dir", str(tmp_path / "run"),
+            "--log.no-progress"]
+    assert main([*args, "--data.batch-size", "0"]) == 2
+    assert "data.batch_size=0: must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main([*args, "--data.batch-size", "2"]) == 0
+    assert main([*args, "--data.stems", "soprano", "alto", "tenor", "piano", "--train.run-dir",
+                 str(tmp_path / "piano")]) == 2
+    err = capsys.readouterr().err
+    assert "no track has stem(s) ['piano']; the stems found are ['alto', 'bass', 'finger_snap', 'lead_vocal', " \
+           "'soprano', 'tenor']" in err
+    assert not (tmp_path / "piano").exists()
+
+
+def test_a_moved_run_folder_resumes_and_unreadable_tracks_are_reported(tmp_path, capsys):
+    config = tiny_experiment(tmp_path, steps=2, valid_every=1000)
+    root = Path(config.data.root)
+    (root / "pop" / "song_b" / "tenor.wav").write_bytes(b"RIFF\x00\x00 a bad header")
+    first = train(config)
+    err = capsys.readouterr().err
+    assert f"{root}: skipping 1 track(s) that cannot be read:" in err and "pop/song_b" in err
+    events = EventAccumulator(str(first.run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.value for e in events.Scalars("data/skipped_tracks")] == [1.0]
+    moved = tmp_path / "moved"
+    shutil.copytree(first.run_dir, moved)
+    resumed = train(replace(config, train={"run_dir": str(moved), "steps": 4, "resume": True}))
+    assert int(resumed.state.step) == 4 and [h["step"] for h in resumed.history] == [3, 4]

@@ -103,9 +103,4 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def _failed(self, what: str, err: Exception) -> CheckpointError:
-        try:
-            intact = self.intact_step()
-        except Exception:  # the directory itself may be unreadable
-            intact = None
-        kept = "no earlier checkpoint exists" if intact is None else f"checkpoint {intact} is intact"
-        return CheckpointError(f"{self.directory}: {what} failed ({type(err).__name__}: {err}); {kept}")
+        return CheckpointError(f"{self.directory}: {what} failed ({type(err).__name__}: {err})")

@@ -5,10 +5,12 @@
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sepjax.data.augment import AugmentConfig
+from sepjax.errors import InputError
 from sepjax.losses import CompositeLossConfig
 from sepjax.models import DualPathConfig, SepReformerConfig
 
@@ -90,8 +92,75 @@ class ExperimentConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-# Fields a resumed run may change without being a different experiment.
-RESUMABLE_CHANGES = {("train", "steps"), ("train", "resume"), ("train", "steps_per_call"), ("log", "progress")}
+class ConfigError(InputError):
+    """An experiment that cannot start; raised before any compute and before anything is written."""
+
+
+def _at_least(minimum):
+    return lambda v: v >= minimum, f"must be at least {minimum}"
+
+
+_POSITIVE = (lambda v: v > 0 and math.isfinite(v), "must be a positive number")
+_NON_NEGATIVE = (lambda v: v >= 0 and math.isfinite(v), "must be a finite number >= 0")
+_FRACTION = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+
+# (section, field) → (test, what the value must be). Each interval, rate and size the loop divides by, counts
+# with or sizes an array by.
+FIELD_RULES = {
+    ("data", "sample_rate"): _at_least(1),
+    ("data", "segment_seconds"): _POSITIVE,
+    ("data", "batch_size"): _at_least(1),
+    ("data", "channels"): (lambda v: v in (1, 2), "must be 1 or 2"),
+    ("data", "valid_tracks"): _at_least(0),
+    ("data", "num_workers"): _at_least(0),
+    ("optim", "lr"): _POSITIVE,
+    ("optim", "weight_decay"): _NON_NEGATIVE,
+    ("optim", "clip_norm"): _POSITIVE,
+    ("optim", "warmup_steps"): _at_least(0),
+    ("optim", "min_lr_ratio"): _FRACTION,
+    ("optim", "plateau_patience"): _at_least(1),
+    ("optim", "grad_accum"): _at_least(1),
+    ("optim", "ema_decay"): (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("train", "steps"): _at_least(1),
+    ("train", "checkpoint_every"): _at_least(1),
+    ("train", "keep_last"): _at_least(1),
+    ("train", "valid_every"): _at_least(1),
+    ("train", "max_nonfinite"): _at_least(1),
+    ("train", "chunk_seconds"): _POSITIVE,
+    ("train", "steps_per_call"): _at_least(1),
+    ("log", "log_every"): _at_least(1),
+    ("log", "audio_every"): _at_least(1),
+}
+
+
+def config_problems(config: "ExperimentConfig") -> list[str]:
+    """Every value the training loop cannot run with, as `section.field=value: why`."""
+    problems = []
+    for (section, name), (ok, why) in FIELD_RULES.items():
+        value = getattr(getattr(config, section), name)
+        if not ok(value):
+            problems.append(f"{section}.{name}={value!r}: {why}")
+    data = config.data
+    if not problems and round(data.segment_seconds * data.sample_rate) < 1:
+        problems.append(f"data.segment_seconds={data.segment_seconds!r}: under one sample at {data.sample_rate} Hz")
+    if not problems and round(config.train.chunk_seconds * data.sample_rate) < 1:
+        problems.append(f"train.chunk_seconds={config.train.chunk_seconds!r}: under one sample at "
+                        f"{data.sample_rate} Hz")
+    if data.stems is not None and (not data.stems or len(set(data.stems)) != len(data.stems)):
+        problems.append(f"data.stems={list(data.stems)!r}: must be distinct names, at least one")
+    return problems
+
+
+def check_config(config: "ExperimentConfig") -> None:
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError("the experiment cannot run:\n  " + "\n  ".join(problems))
+
+
+# Fields a resumed run may change without being a different experiment: how long it runs and how, and the paths
+# that only locate the run and its data (a run folder or a data set moved to another disk still resumes).
+RESUMABLE_CHANGES = {("train", "steps"), ("train", "resume"), ("train", "steps_per_call"), ("log", "progress"),
+                     ("train", "run_dir"), ("data", "root"), ("data", "num_workers")}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,22 +19,18 @@ from sepjax.bundle import save_bundle
 from sepjax.data.index import TrackIndex, build_index
 from sepjax.data.layouts import get_layout
 from sepjax.data.pipeline import PipelineConfig, training_dataset
-from sepjax.errors import InputError, UserError
+from sepjax.errors import UserError
 from sepjax.files import write_text_atomic
 from sepjax.models import build_model
 from sepjax.separate import InferenceConfig
 from sepjax.tensorboard_log import LogError, RunLogger
 from sepjax.train.checkpoint import Checkpointer, CheckpointError, check_disk_space
-from sepjax.train.config import ExperimentConfig, config_differences
+from sepjax.train.config import ConfigError, ExperimentConfig, check_config, config_differences
 from sepjax.train.distributed import data_mesh, initialize_from_env, per_process_batch, replicate, shard_batch
 from sepjax.train.optim import build_optimizer, current_lr
 from sepjax.train.state import Batch, TrainState
 from sepjax.train.step import train_step, train_steps
 from sepjax.train.validate import validate
-
-
-class ConfigError(InputError):
-    """An experiment that cannot start; raised before any compute."""
 
 
 class NonFiniteError(UserError, RuntimeError):
@@ -54,7 +51,8 @@ class TrainResult:
     bundle: Path | None = None
 
 
-def _prepare_run_dir(config: ExperimentConfig) -> Path:
+def _check_run_dir(config: ExperimentConfig) -> Path:
+    """A new run needs a new folder, a resumed one the same experiment's; checked before anything is written."""
     run_dir = Path(config.train.run_dir)
     saved = run_dir / "config.json"
     if saved.exists():
@@ -66,6 +64,15 @@ def _prepare_run_dir(config: ExperimentConfig) -> Path:
             raise ConfigError(f"cannot resume {run_dir} with a different config:\n  " + "\n  ".join(diffs))
     elif config.train.resume and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} has no config.json to resume from")
+    elif run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} exists and is not a folder; choose another --train.run-dir")
+    return run_dir
+
+
+def _write_run_dir(config: ExperimentConfig) -> Path:
+    """Create the run folder and its config.json, once everything else has been checked."""
+    run_dir = Path(config.train.run_dir)
+    saved = run_dir / "config.json"
     if jax.process_count() > 1:  # every process has checked before the first one writes
         from jax.experimental import multihost_utils
 
@@ -89,9 +96,21 @@ def load_index(config: ExperimentConfig) -> tuple[TrackIndex, tuple[str, ...]]:
         raise ConfigError(f"model has {config.model.num_stems} stems but the data has {len(stems)} {list(stems)}")
     if config.model.in_channels != config.data.channels:
         raise ConfigError(f"model takes {config.model.in_channels} channel(s), data gives {config.data.channels}")
+    found = sorted({name for track in index.tracks for name in track.stems})
+    absent = [s for s in stems if s not in found]
+    if absent:
+        raise ConfigError(f"{root}: no track has stem(s) {absent}; the stems found are {found}")
     if not index.split(config.data.train_split):
         raise ConfigError(f"{root}: no tracks in split {config.data.train_split!r} (have {index.splits()})")
     return index, stems
+
+
+def report_skipped(index: TrackIndex) -> None:
+    """Each track the index left out, and why, before training starts (the pipeline never sees them)."""
+    if index.skipped and jax.process_index() == 0:
+        print(f"{index.root}: skipping {len(index.skipped)} track(s) that cannot be read:", file=sys.stderr)
+        for reason in index.skipped:
+            print(f"  {reason}", file=sys.stderr)
 
 
 def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult], None] | None = None
@@ -103,15 +122,17 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     """
     initialize_from_env()
     cfg = config
+    check_config(cfg)
     check_intervals(cfg)
+    _check_run_dir(cfg)
     index, stems = load_index(cfg)
+    report_skipped(index)
     key = jax.random.PRNGKey(cfg.train.seed)
     model_key, state_key = jax.random.split(key)
     optimizer = build_optimizer(cfg.optim, cfg.train.steps)
     state = TrainState.create(build_model(cfg.model, key=model_key), optimizer, key=state_key,
                               ema=cfg.optim.ema_decay > 0)
     check_disk_space(Path(cfg.train.run_dir) / "checkpoints", state, cfg.train.keep_last + 1)
-    run_dir = _prepare_run_dir(cfg)
     lead = jax.process_index() == 0
     mesh = data_mesh()
     pipeline = PipelineConfig(
@@ -120,6 +141,7 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
         seed=cfg.train.seed, silence_db=cfg.data.silence_db, augment=cfg.data.augment,
         num_workers=cfg.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
     data = iter(training_dataset(index, pipeline))
+    run_dir = _write_run_dir(cfg)
     checkpoints = Checkpointer(run_dir / "checkpoints", keep_last=cfg.train.keep_last, best_metric="valid_metric")
     if cfg.train.resume and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state, data)
@@ -129,13 +151,15 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     inference = InferenceConfig(chunk=int(cfg.train.chunk_seconds * cfg.data.sample_rate), overlap=0.25,
                                 batch_size=4)
     logger = RunLogger(run_dir / "tensorboard") if lead else None
+    if logger:
+        logger.scalars(int(state.step), {"skipped_tracks": float(len(index.skipped))}, prefix="data/")
     start = int(state.step)
     last_valid: dict[str, float] | None = None
     bad_in_a_row = 0
     bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, unit="step",
                disable=not (lead and cfg.log.progress))
     clock = time.perf_counter()
-    finished = False
+    finished, reached = False, start
     try:
         step, upcoming = start, []
         while step < cfg.train.steps:
@@ -149,7 +173,7 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
             upcoming = [] if saves else [next(data) for _ in range(call_length(end, cfg))]
             metrics = host_metrics(metrics)
             for i in range(count):
-                done = step + i + 1
+                done = reached = step + i + 1
                 step_metrics = {name: values[i] for name, values in metrics.items()}
                 bad_in_a_row = bad_in_a_row + 1 if step_metrics["skipped"] else 0
                 if bad_in_a_row >= cfg.train.max_nonfinite:
@@ -196,7 +220,7 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     except (CheckpointError, LogError, OSError) as err:
         if not isinstance(err, CheckpointError | LogError) and err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise RunInterrupted(f"{err}\nTraining stopped at step {int(result.state.step)}. "
+        raise RunInterrupted(f"{err}\nTraining stopped at step {reached}. "
                              f"{_intact(checkpoints)}: free space, then rerun with --train.resume") from err
     finally:
         bar.close()
@@ -262,8 +286,6 @@ def check_intervals(config: ExperimentConfig) -> None:
     """Every interval must be a multiple of steps_per_call: audio, validation and checkpoints need the state after
     their step, which `train_steps` returns only at the end of a call, and steps_per_s is timed between calls."""
     per_call = config.train.steps_per_call
-    if per_call < 1:
-        raise ConfigError(f"train.steps_per_call must be at least 1, got {per_call}")
     intervals = {"log.log_every": config.log.log_every, "log.audio_every": config.log.audio_every,
                  "train.valid_every": config.train.valid_every, "train.checkpoint_every": config.train.checkpoint_every}
     for name, every in intervals.items():
