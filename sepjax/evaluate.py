@@ -60,6 +60,10 @@ def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tu
             continue
         mixture = targets[present].sum(axis=0)
         estimates = separate(mixture, track)
+        if not np.all(np.isfinite(estimates)):
+            failures.append(f"{track.track_id}: the model's output holds NaN or infinite samples (are the bundle's "
+                            f"weights finite?)")
+            continue
         values = track_metrics(estimates[present], targets[present], mixture, sample_rate)
         for j, stem in enumerate(np.array(stem_names)[present]):
             rows.append({"track": track.track_id, "stem": str(stem), **{m: float(values[m][j]) for m in METRIC_NAMES}})

@@ -26,6 +26,9 @@ def log_spectrogram(wave: np.ndarray, n_fft: int = 1024, hop: int = 256, floor_d
     return ((db - floor_db) / -floor_db)[::-1].astype(np.float32)
 
 
+QUEUE_EVENTS = 1000
+
+
 class LogError(UserError, OSError):
     """The TensorBoard log can no longer be written (usually a full disk); the message names its folder."""
 
@@ -34,13 +37,14 @@ class RunLogger:
     """A SummaryWriter for one run directory.
 
     tensorboardX writes events from a background thread, which dies on the first failed write (a full disk) and
-    leaves later writes blocked on its full queue for ever. Every write first checks that thread and raises
-    LogError instead, and `close` then releases the writer without waiting for it.
+    leaves later writes blocked on its full queue for ever. Every event first checks that thread and raises
+    LogError instead, and `close` then releases the writer without waiting for it. The queue holds more events
+    than one call writes, so a writer that dies between a check and its event cannot block that event either.
     """
 
     def __init__(self, logdir: str | Path):
         self.logdir = Path(logdir)
-        self.writer = SummaryWriter(str(self.logdir))
+        self.writer = SummaryWriter(str(self.logdir), max_queue=QUEUE_EVENTS)
 
     def _worker_alive(self) -> bool:
         worker = getattr(self.writer.file_writer.event_writer, "_worker", None)
@@ -54,8 +58,8 @@ class RunLogger:
                            f"(the writer failed; {free:.0f} MiB free on that disk)")
 
     def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
-        self.check()
         for name, value in values.items():
+            self.check()
             self.writer.add_scalar(f"{prefix}{name}", float(value), step)
 
     def audio(self, step: int, tag: str, wave: np.ndarray, sample_rate: int) -> None:
@@ -76,9 +80,9 @@ class RunLogger:
     def spectrograms(self, step: int, targets: np.ndarray, estimates: np.ndarray, stem_names: list[str],
                      prefix: str = "", n_fft: int = 1024, hop: int = 256) -> None:
         """Log-magnitude spectrograms, target above estimate, one image per stem."""
-        self.check()
         for name, target, estimate in zip(stem_names, targets, estimates, strict=True):
             image = np.concatenate([log_spectrogram(estimate, n_fft, hop), log_spectrogram(target, n_fft, hop)])
+            self.check()
             self.writer.add_image(f"{prefix}spectrogram/{name}", image[None], step, dataformats="CHW")
 
     def close(self) -> None:
@@ -88,5 +92,11 @@ class RunLogger:
         try:
             if self._worker_alive():
                 self.writer.close()
+                return
         finally:
             event_writer._closed = True
+        # The events still queued would go to the dead thread through a pipe nobody reads; without this the
+        # process would wait for that pipe at exit, for ever.
+        queue = getattr(event_writer, "_event_queue", None)
+        if queue is not None:
+            queue.cancel_join_thread()

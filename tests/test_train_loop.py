@@ -176,7 +176,7 @@ def test_a_full_disk_stops_the_run_naming_the_intact_checkpoint_which_resumes(tm
     script = FULL_DISK_RUN.format(tests=str(HERE), disk=str(disk), data=str(tmp_path))
     command = f"mount -t tmpfs -o size=64m tmpfs {disk} && exec {sys.executable} -c \"$SCRIPT\""
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", command],
-                          capture_output=True, text=True, timeout=900, cwd=HERE.parent,
+                          capture_output=True, text=True, timeout=300, cwd=HERE.parent,
                           env={**os.environ, "SCRIPT": script})
     assert "first run exit 2" in proc.stdout, proc.stderr[-3000:]
     first_run = proc.stderr.split("=== resuming")[0]

@@ -18,6 +18,7 @@ from sepjax.framing import fit_length
 from sepjax.models.config import DualPathConfig
 from sepjax.nn.conv import ConvDecoder, ConvEncoder
 from sepjax.nn.dual_path import DualPathBlock
+from sepjax.nn.keys import split_keys
 from sepjax.nn.split import GLUSplit
 from sepjax.nn.stack import cast_floating, scan_blocks, stacked
 
@@ -62,7 +63,7 @@ class DualPathSepReformer(eqx.Module):
             )
         compute = jnp.dtype(c.dtype)
         model = cast_floating(self, compute)
-        k_sep, k_rec = (None, None) if key is None else jax.random.split(key)
+        k_sep, k_rec = split_keys(key)
 
         h = model.encoder(mixture.astype(compute))
         unroll = c.unroll_blocks and not c.remat

@@ -16,6 +16,7 @@ from sepjax.nn.activation import Activation, ActivationKind
 from sepjax.nn.dense import dense, glu
 from sepjax.nn.depthwise import DepthwiseConv
 from sepjax.nn.gcfn import GCFN
+from sepjax.nn.keys import split_keys
 from sepjax.nn.norm import LayerNorm
 from sepjax.nn.stateful_norm import BATCH_AXIS, NormKind, StatefulNorm
 
@@ -67,6 +68,6 @@ class LocalBlock(eqx.Module):
 
     def __call__(self, x: Float[Array, "time dim"], state: eqx.nn.State, *, inference: bool,
                  key: PRNGKeyArray | None = None) -> tuple[Float[Array, "time dim"], eqx.nn.State]:
-        k_cla, k_gcfn = (None, None) if key is None else jax.random.split(key)
+        k_cla, k_gcfn = split_keys(key)
         x, state = self.cla(x, state, inference=inference, key=k_cla)
         return self.gcfn(x, key=k_gcfn), state

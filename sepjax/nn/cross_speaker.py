@@ -8,6 +8,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.attention import AttentionImpl
 from sepjax.nn.gcfn import GCFN
+from sepjax.nn.keys import split_keys
 from sepjax.nn.relative_attention import MultiHeadAttention
 
 
@@ -24,7 +25,7 @@ class CrossSpeakerBlock(eqx.Module):
 
     def __call__(self, x: Float[Array, "stems time dim"], *, key: PRNGKeyArray | None = None
                  ) -> Float[Array, "stems time dim"]:
-        k_attn, k_gcfn = (None, None) if key is None else jax.random.split(key)
+        k_attn, k_gcfn = split_keys(key)
         per_step = jnp.swapaxes(x, 0, 1)  # (time, stems, dim): each time step is one attention batch
         x = x + jnp.swapaxes(self.attn(per_step, key=k_attn), 0, 1)
         keys = None if k_gcfn is None else jax.random.split(k_gcfn, x.shape[0])

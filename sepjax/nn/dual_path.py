@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.attention import AttentionImpl
+from sepjax.nn.keys import split_keys
 from sepjax.nn.transformer import TransformerBlock
 
 
@@ -40,7 +41,7 @@ class DualPathBlock(eqx.Module):
     ) -> Float[Array, "*lead frames dim"]:
         *lead, frames, dim = x.shape
         chunks = pad_to_multiple(x, self.chunk_size).reshape(*lead, -1, self.chunk_size, dim)
-        k_intra, k_inter = (None, None) if key is None else jax.random.split(key)
+        k_intra, k_inter = split_keys(key)
         chunks = self.intra(chunks, key=k_intra)
         across = self.inter(jnp.swapaxes(chunks, -3, -2), key=k_inter)
         return jnp.swapaxes(across, -3, -2).reshape(*lead, -1, dim)[..., :frames, :]

@@ -13,6 +13,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from sepjax.nn.attention import AttentionImpl
 from sepjax.nn.dense import dense
 from sepjax.nn.gcfn import GCFN
+from sepjax.nn.keys import split_keys
 from sepjax.nn.norm import LayerNorm
 from sepjax.nn.relative_attention import MultiHeadAttention
 
@@ -55,5 +56,5 @@ class GlobalBlock(eqx.Module):
 
     def __call__(self, x: Float[Array, "time dim"], positions: Float[Array, "pooled pooled head_dim"], *,
                  key: PRNGKeyArray | None = None) -> Float[Array, "time dim"]:
-        k_ega, k_gcfn = (None, None) if key is None else jax.random.split(key)
+        k_ega, k_gcfn = split_keys(key)
         return self.gcfn(self.ega(x, positions, key=k_ega), key=k_gcfn)

@@ -10,6 +10,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.dense import dense, glu
 from sepjax.nn.depthwise import DepthwiseConv
+from sepjax.nn.keys import split_keys
 from sepjax.nn.norm import LayerNorm
 
 
@@ -31,7 +32,7 @@ class GCFN(eqx.Module):
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(self, x: Float[Array, "time dim"], *, key: PRNGKeyArray | None = None) -> Float[Array, "time dim"]:
-        k_mid, k_out = (None, None) if key is None else jax.random.split(key)
+        k_mid, k_out = split_keys(key)
         # Recomputing the cheap kernel-3 conv in the backward keeps one 6F-wide activation instead of two.
         y = jax.checkpoint(lambda conv, h: glu(conv(h)))(self.conv, dense(self.up, self.norm(x)))
         y = self.dropout(y, key=k_mid, inference=k_mid is None)

@@ -12,6 +12,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.attention import AttentionImpl, resolve_attention_impl
 from sepjax.nn.dense import dense
+from sepjax.nn.keys import split_keys
 from sepjax.nn.norm import LayerNorm
 
 
@@ -66,7 +67,7 @@ class MultiHeadAttention(eqx.Module):
         bias = None
         if positions is not None:
             bias = jnp.einsum("bthd,tsd->bhts", q, positions.astype(x.dtype)) * scale
-        k_attn, k_out = (None, None) if key is None else jax.random.split(key)
+        k_attn, k_out = split_keys(key)
         if k_attn is not None and self.dropout.p > 0:
             # Dropout on the attention weights (as the paper) needs the weights themselves.
             logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale

@@ -12,6 +12,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.attention import AttentionImpl, SelfAttention
 from sepjax.nn.dense import project
+from sepjax.nn.keys import split_keys
 from sepjax.nn.norm import LayerNorm
 from sepjax.nn.snake import Snake
 
@@ -62,7 +63,7 @@ class TransformerBlock(eqx.Module):
     def __call__(
         self, x: Float[Array, "*lead seq dim"], *, key: PRNGKeyArray | None = None
     ) -> Float[Array, "*lead seq dim"]:
-        k_attn, k_ff = (None, None) if key is None else jax.random.split(key)
+        k_attn, k_ff = split_keys(key)
         attended = self.dropout(self.attn(self.norm_attn(x)), key=k_attn, inference=key is None)
         x = x + self.scale_attn.astype(x.dtype) * attended
         fed = self.dropout(self.ff(self.norm_ff(x)), key=k_ff, inference=key is None)

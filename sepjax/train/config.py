@@ -143,7 +143,7 @@ def config_problems(config: "ExperimentConfig") -> list[str]:
     data = config.data
     if not problems and round(data.segment_seconds * data.sample_rate) < 1:
         problems.append(f"data.segment_seconds={data.segment_seconds!r}: under one sample at {data.sample_rate} Hz")
-    if not problems and round(config.train.chunk_seconds * data.sample_rate) < 1:
+    if not problems and int(config.train.chunk_seconds * data.sample_rate) < 1:
         problems.append(f"train.chunk_seconds={config.train.chunk_seconds!r}: under one sample at "
                         f"{data.sample_rate} Hz")
     if data.stems is not None and (not data.stems or len(set(data.stems)) != len(data.stems)):
