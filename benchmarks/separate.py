@@ -51,9 +51,9 @@ def inference_config():
 
 
 def real_time_factor(name: str, seconds: float) -> float:
-    from sepjax.separate import batched_model, separate_array
+    from sepjax.separate import BatchedModel, separate_array
 
-    run = batched_model(model(name), 2)
+    run = BatchedModel(model(name), 2)
     warm = stereo_test_signal(4.0)
     separate_array(run, warm, inference_config())  # compile outside the timing
     audio = stereo_test_signal(seconds)
@@ -66,7 +66,7 @@ def rss_worker(minutes: float) -> None:
     """Write a `minutes`-long wav in blocks, separate it from disk, print peak RSS (MB)."""
     import soundfile as sf
 
-    from sepjax.separate import batched_model
+    from sepjax.separate import BatchedModel
     from sepjax.separate_files import OutputOptions, separate_file
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +74,7 @@ def rss_worker(minutes: float) -> None:
         with sf.SoundFile(str(path), "w", SR, 2, subtype="PCM_16") as f:
             for i in range(int(minutes * 6)):
                 f.write(stereo_test_signal(10.0, seed=i).T)
-        run = batched_model(model("sepreformer-dp-tiny"), 2)
+        run = BatchedModel(model("sepreformer-dp-tiny"), 2)
         names = ("s1", "s2", "s3", "s4")
         separate_file(run, 2, 2, SR, names, path, Path("out"), inference_config(),
                       OutputOptions(Path(tmp) / "separated", bits="16"))

@@ -1,13 +1,18 @@
 """Train-step throughput: compile time, median step time and segments/s.
 
     python benchmarks/train_step.py                          # sepjax only, the default configuration
-    python benchmarks/train_step.py --compare-seed           # against ../shared/bench/seed_tutorial.py
+    python benchmarks/train_step.py --compare-seed --seed-script PATH   # against the tutorial's code
     python benchmarks/train_step.py --model sepreformer-dp --dim 256 --ff 1024 --heads 8 --stems 5
     python benchmarks/train_step.py --model sepreformer-t    # the paper's model: 8 kHz, 4 s, 2 speakers
     python benchmarks/train_step.py --model sepreformer-b --remat   # B's activations need remat in 24 GiB
     python benchmarks/train_step.py --compare-seed --keep-host-memory   # both under sepjax.host_memory
     python benchmarks/train_step.py --compare-seed --huge-pages   # both with glibc's malloc on huge pages
     python benchmarks/train_step.py --compare-seed --steps-per-call 8   # sepjax's train_steps: 8 steps per call
+
+The yardstick for `--compare-seed` is the code of the SepReformer tutorial that sepjax's dual-path model
+follows, as that tutorial writes it: a stand-alone JAX script that prints JSON, kept outside this repository
+(beside it, in the workspace's `shared/bench/seed_tutorial.py`, the default `--seed-script`). Without it the
+benchmark times sepjax alone.
 
 Both implementations run as fresh subprocesses at the same configuration, alternating, for
 `--rounds` rounds; the figures are medians over rounds. With `--steps-per-call N` sepjax times
@@ -55,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--huge-pages", action="store_true",
                    help="run both implementations with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (sepjax.host_memory)")
     p.add_argument("--compare-seed", action="store_true")
+    p.add_argument("--seed-script", type=Path, default=SEED_SCRIPT, help="the tutorial's code (see the docstring)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--macs", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -167,14 +173,14 @@ def main(argv=None) -> dict:
                 *shared,
                 *(["--remat"] if args.remat else []), *(["--keep-host-memory"] if args.keep_host_memory else [])]
     # The seed runs as written; with --keep-host-memory it gets the same allocator settings first.
-    seed_launch = [sys.executable, str(SEED_SCRIPT)] if not args.keep_host_memory else [
+    seed_launch = [sys.executable, str(args.seed_script)] if not args.keep_host_memory else [
         sys.executable, "-c", "import runpy, sys; from sepjax.host_memory import keep_host_memory; "
         "assert keep_host_memory(force=True); sys.argv = sys.argv[1:]; "
-        "runpy.run_path(sys.argv[0], run_name='__main__')", str(SEED_SCRIPT)]
+        "runpy.run_path(sys.argv[0], run_name='__main__')", str(args.seed_script)]
     seed_cmd = [*seed_launch, "--dim", str(args.dim), "--ff", str(args.ff),
                 "--heads", str(args.heads), "--chunk", str(args.chunk), "--stems", str(args.stems), *shared]
-    if args.compare_seed and not SEED_SCRIPT.exists():
-        raise SystemExit(f"--compare-seed needs the yardstick at {SEED_SCRIPT}")
+    if args.compare_seed and not args.seed_script.exists():
+        raise SystemExit(f"--compare-seed needs the tutorial's code at {args.seed_script}; pass --seed-script")
     from sepjax.host_memory import with_huge_pages
 
     env = with_huge_pages(os.environ) if args.huge_pages else dict(os.environ)
@@ -191,7 +197,7 @@ def main(argv=None) -> dict:
     def summary(runs: list[dict]) -> dict:
         return {k: statistics.median(r[k] for r in runs) for k in ("compile_s", "step_s", "segments_per_s")}
 
-    result = {"config": {k: v for k, v in vars(args).items() if k not in ("worker", "compare_seed")},
+    result = {"config": {k: v for k, v in vars(args).items() if k not in ("worker", "compare_seed", "seed_script")},
               "params": ours[0]["params"], "device": ours[0]["device"], "sepjax": summary(ours)}
     if "macs_per_second" in ours[0]:
         result["params_without_aux"] = ours[0]["params_without_aux"]

@@ -25,7 +25,7 @@ from sepjax.data.index import build_index  # noqa: E402
 from sepjax.data.layouts import get_layout  # noqa: E402
 from sepjax.evaluate import evaluate  # noqa: E402
 from sepjax.host_memory import keep_host_memory  # noqa: E402
-from sepjax.separate import InferenceConfig, batched_model, separate_array  # noqa: E402
+from sepjax.separate import BatchedModel, InferenceConfig, separate_array  # noqa: E402
 from sepjax.separate_files import OutputOptions, separate_file  # noqa: E402
 from sepjax.train.loop import replace, train  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> int:
     print("[3/4] evaluating the held-out test chorales ...", flush=True)
     index = build_index(args.corpus, get_layout("chorales"))
     inference = InferenceConfig(chunk=int(config.train.chunk_seconds * bundle.sample_rate), overlap=0.5, batch_size=4)
-    run = batched_model(bundle.model, inference.batch_size)
+    run = BatchedModel(bundle.model, inference.batch_size)
     summary = evaluate(lambda mixture, track: separate_array(run, mixture, inference), index, "test",
                        bundle.stem_names, bundle.sample_rate, 1, args.out / "evaluation", progress=False)
     print(f"\n      SI-SDRi on {summary['tracks']} test chorales ({bundle.sample_rate} Hz):")

@@ -131,14 +131,14 @@ def cmd_separate(args) -> int:
 
     from sepjax.bundle import load_bundle
     from sepjax.errors import UserError
-    from sepjax.separate import batched_model
+    from sepjax.separate import BatchedModel
     from sepjax.separate_files import DerivedStem, OutputOptions, audio_inputs, separate_file
 
     bundle = load_bundle(args.bundle)
     derive = tuple(DerivedStem.parse(d, bundle.stem_names) for d in args.derive)
     options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
     inference = inference_config(args, bundle)
-    model_fn = batched_model(bundle.model, args.batch_size, _device(args.device))
+    model_fn = BatchedModel(bundle.model, args.batch_size, _device(args.device))
     inputs, failed = audio_inputs(args.inputs)
     done = []
     bar = tqdm(inputs, desc="separating", unit="file")
@@ -163,12 +163,12 @@ def cmd_evaluate(args) -> int:
     from sepjax.audio import to_channels
     from sepjax.bundle import load_bundle
     from sepjax.evaluate import evaluate, markdown_table
-    from sepjax.separate import batched_model, separate_array
+    from sepjax.separate import BatchedModel, separate_array
 
     bundle = load_bundle(args.bundle)
     index = _index(args)
     inference = inference_config(args, bundle)
-    model_fn = batched_model(bundle.model, args.batch_size, _device(args.device))
+    model_fn = BatchedModel(bundle.model, args.batch_size, _device(args.device))
     in_channels = bundle.config.in_channels
 
     def separate(mixture, track):

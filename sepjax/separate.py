@@ -203,10 +203,6 @@ class BatchedModel:
         return np.asarray(_forward(self.model, inputs))[:count]
 
 
-def batched_model(model: eqx.Module, batch_size: int, device: jax.Device | None = None) -> ModelFn:
-    return BatchedModel(model, batch_size, device)
-
-
 def _batches(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
     pending = []
     for c in chunks:

@@ -14,9 +14,9 @@ from sepjax.bundle import BundleError, load_bundle, save_bundle
 from sepjax.cli import DEFAULT_CHUNK_SECONDS, build_parser, inference_config, main
 from sepjax.models import build_model, get_config
 from sepjax.separate import (
+    BatchedModel,
     ChunkPlan,
     InferenceConfig,
-    batched_model,
     chunk_window,
     denormalize,
     normalize,
@@ -110,7 +110,7 @@ def tiny():
 
 
 def test_batched_model_compiles_once_and_pads_the_last_batch(tiny, compiles):
-    run = batched_model(tiny, batch_size=3)
+    run = BatchedModel(tiny, batch_size=3)
     x = np.random.default_rng(4).standard_normal((1, 2000)).astype(np.float32)
     config = InferenceConfig(chunk=400, overlap=0.5, batch_size=3)
     y = separate_array(run, x, config)  # 6 chunks: two full batches

@@ -55,10 +55,6 @@ class DualPathConfig:
         if problems:
             raise InputError("invalid DualPathConfig: " + "; ".join(problems))
 
-    @property
-    def stateful(self) -> bool:
-        return False
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -130,11 +126,6 @@ class SepReformerConfig:
             problems.append(f"dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
         if problems:
             raise InputError("invalid SepReformerConfig: " + "; ".join(problems))
-
-    @property
-    def stateful(self) -> bool:
-        """Whether the model keeps running statistics (BatchNorm) in an `eqx.nn.State`."""
-        return self.norm == "batch"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,7 +6,7 @@ import numpy as np
 from sepjax.audio import to_channels
 from sepjax.data.index import Track, load_track
 from sepjax.metrics import sdr, si_sdr
-from sepjax.separate import InferenceConfig, batched_model, separate_array
+from sepjax.separate import BatchedModel, InferenceConfig, separate_array
 
 
 def validate(model: eqx.Module, tracks: list[Track], stem_names: tuple[str, ...], sample_rate: int,
@@ -15,7 +15,7 @@ def validate(model: eqx.Module, tracks: list[Track], stem_names: tuple[str, ...]
 
     Also returns the first track's mixture, targets and estimates for listening.
     """
-    run = batched_model(model, inference.batch_size)
+    run = BatchedModel(model, inference.batch_size)
     in_channels, out_channels = model.config.in_channels, model.config.out_channels
     per_stem: dict[str, dict[str, list[float]]] = {s: {"si_sdr": [], "sdr": []} for s in stem_names}
     example = None
