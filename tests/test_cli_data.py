@@ -40,3 +40,22 @@ def test_data_preview_writes_segments_and_tensorboard_and_refuses_overwrite(tmp_
     assert any((out / "tensorboard").iterdir())
     assert main(args) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_only_sepjax_user_errors_become_one_line_messages(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from sepjax.errors import InputError
+
+    def bug(args):
+        raise ValueError("a shape bug deep inside the code")
+
+    def bad_value(args):
+        raise InputError(f"{args.root}: a value the user can fix")
+
+    monkeypatch.setattr("sepjax.cli.cmd_data_index", bug)
+    with pytest.raises(ValueError, match="a shape bug"):  # the traceback reaches the user
+        main(["data", "index", str(tmp_path), "--layout", "musdb"])
+    monkeypatch.setattr("sepjax.cli.cmd_data_index", bad_value)
+    assert main(["data", "index", str(tmp_path), "--layout", "musdb"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: a value the user can fix\n"
