@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sepjax.framing import fit_length
-from sepjax.models import MODEL_CONFIGS, DualPathConfig, build_model, config_from_dict, get_config
+from sepjax.models import MODEL_CONFIGS, DualPathConfig, SepReformerConfig, build_model, config_from_dict, get_config
 
 TINY = get_config("sepreformer-dp-tiny")
 
@@ -121,6 +121,18 @@ def test_config_validation_and_dict_round_trip():
         DualPathConfig(dim=30, heads=4)
     with pytest.raises(ValueError, match="dropout"):
         DualPathConfig(dropout=1.5)
+    # Literal fields: beartype rejects a wrong choice at construction under pytest, so the shared check runs on
+    # a config whose fields are set past the frozen dataclass.
+    from sepjax.models.config import check_model_config
+
+    wrong = SepReformerConfig()
+    object.__setattr__(wrong, "norm", "x")
+    object.__setattr__(wrong, "heads", 0)
+    with pytest.raises(ValueError, match=r"invalid SepReformerConfig: .*heads=0 must be >= 1.*norm='x' must be one "
+                                         r"of \['batch', 'group'\]"):
+        check_model_config(wrong, ("heads",), [])
+    with pytest.raises(ValueError, match="local_kernel=4 must be odd"):
+        SepReformerConfig(local_kernel=4)
     assert config_from_dict(TINY.to_dict()) == TINY
     with pytest.raises(ValueError, match="unknown DualPathConfig fields"):
         config_from_dict({**TINY.to_dict(), "bogus": 1})

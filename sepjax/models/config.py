@@ -1,12 +1,30 @@
 """Model configurations: one frozen dataclass per family, the single source of truth for its shape."""
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sepjax.errors import InputError
 
 DType = Literal["float32", "bfloat16"]
+
+
+def check_model_config(config: Any, positive: tuple[str, ...], problems: list[str]) -> None:
+    """What every family's config must satisfy, plus the family's own `problems`: heads divide dim, sizes are
+    positive, dropout is a probability below 1, and each `Literal` field holds one of its choices."""
+    problems = list(problems)
+    if config.dim % max(config.heads, 1):
+        problems.append(f"dim={config.dim} must be divisible by heads={config.heads}")
+    problems += [f"{name}={getattr(config, name)} must be >= 1" for name in positive if getattr(config, name) < 1]
+    if not 0.0 <= config.dropout < 1.0:
+        problems.append(f"dropout={config.dropout} must be in [0, 1)")
+    for f in dataclasses.fields(config):
+        choices = typing.get_args(f.type) if typing.get_origin(f.type) is Literal else ()
+        if choices and getattr(config, f.name) not in choices:
+            problems.append(f"{f.name}={getattr(config, f.name)!r} must be one of {list(choices)}")
+    if problems:
+        raise InputError(f"invalid {type(config).__name__}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -39,21 +57,11 @@ class DualPathConfig:
     """`auto`: sepjax's head-major kernel on CPU, `jax.nn.dot_product_attention` elsewhere (cuDNN in bf16/fp16)."""
 
     def __post_init__(self):
-        problems = []
-        if self.dim % self.heads:
-            problems.append(f"dim={self.dim} must be divisible by heads={self.heads}")
-        if (self.dim // max(self.heads, 1)) % 2:
-            problems.append(f"head size dim/heads={self.dim // self.heads} must be even for RoPE")
-        for name in ("dim", "heads", "ff_dim", "chunk_size", "num_sep_blocks", "num_rec_blocks",
-                     "encoder_kernel", "encoder_stride", "num_stems", "in_channels", "out_channels"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout={self.dropout} must be in [0, 1)")
-        if self.dtype not in ("float32", "bfloat16"):
-            problems.append(f"dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
-        if problems:
-            raise InputError("invalid DualPathConfig: " + "; ".join(problems))
+        rope = [] if (self.dim // max(self.heads, 1)) % 2 == 0 else [
+            f"head size dim/heads={self.dim // max(self.heads, 1)} must be even for RoPE"]
+        check_model_config(self, ("dim", "heads", "ff_dim", "chunk_size", "num_sep_blocks", "num_rec_blocks",
+                                  "encoder_kernel", "encoder_stride", "num_stems", "in_channels", "out_channels"),
+                           rope)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,27 +113,11 @@ class SepReformerConfig:
     attention_impl: Literal["auto", "xla", "cudnn"] = "auto"
 
     def __post_init__(self):
-        problems = []
-        if self.dim % max(self.heads, 1):
-            problems.append(f"dim={self.dim} must be divisible by heads={self.heads}")
-        for name in ("dim", "num_stages", "heads", "encoder_channels", "encoder_kernel", "encoder_stride",
-                     "local_kernel", "down_kernel", "max_relative_position", "num_stems", "in_channels",
-                     "out_channels"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("local_kernel", "down_kernel"):
-            if getattr(self, name) % 2 == 0:
-                problems.append(f"{name}={getattr(self, name)} must be odd ('same' padding)")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout={self.dropout} must be in [0, 1)")
-        if self.norm not in ("batch", "group"):
-            problems.append(f"norm={self.norm!r} must be 'batch' or 'group'")
-        if self.activation not in ("gelu", "snake"):
-            problems.append(f"activation={self.activation!r} must be 'gelu' or 'snake'")
-        if self.dtype not in ("float32", "bfloat16"):
-            problems.append(f"dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
-        if problems:
-            raise InputError("invalid SepReformerConfig: " + "; ".join(problems))
+        odd = [f"{name}={getattr(self, name)} must be odd ('same' padding)"
+               for name in ("local_kernel", "down_kernel") if getattr(self, name) % 2 == 0]
+        check_model_config(self, ("dim", "num_stages", "heads", "encoder_channels", "encoder_kernel",
+                                  "encoder_stride", "local_kernel", "down_kernel", "max_relative_position",
+                                  "num_stems", "in_channels", "out_channels"), odd)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
