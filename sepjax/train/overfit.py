@@ -7,8 +7,9 @@ import equinox as eqx
 import jax
 
 from sepjax.losses import CompositeLossConfig
+from sepjax.train.optim import make_optimizer
 from sepjax.train.state import Batch, TrainState
-from sepjax.train.step import make_optimizer, train_step
+from sepjax.train.step import train_step
 
 
 @dataclass

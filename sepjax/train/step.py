@@ -1,4 +1,4 @@
-"""The optimiser and the jitted, buffer-donating train step with a non-finite guard and an EMA.
+"""The jitted, buffer-donating train step with a non-finite guard and an EMA.
 
 `train_steps` runs several steps in one call (`lax.scan` over stacked batches): the same updates as as many
 `train_step` calls, with one dispatch, one host sync and, on the CPU, one allocation of XLA's scratch memory.
@@ -15,14 +15,6 @@ from jaxtyping import Array, PRNGKeyArray
 from sepjax.losses import CompositeLossConfig, aux_loss_weight, multi_loss
 from sepjax.models.training import trainable, training_forward
 from sepjax.train.state import Batch, TrainState
-
-
-def make_optimizer(lr: float | optax.Schedule = 3e-4, weight_decay: float = 1e-2,
-                   clip_norm: float = 1.0) -> optax.GradientTransformation:
-    """clip_by_global_norm, then AdamW: the tutorial's recipe, on the parameters as one flat vector
-    (`optax.flatten`: the same update, a few fused loops instead of several per parameter array)."""
-    return optax.flatten(optax.chain(optax.clip_by_global_norm(clip_norm),
-                                     optax.adamw(lr, weight_decay=weight_decay)))
 
 
 def batch_loss(model: eqx.Module, batch: Batch, key: PRNGKeyArray | None, loss_config: CompositeLossConfig,
