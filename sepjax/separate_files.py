@@ -77,6 +77,9 @@ def audio_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]
     claimed: dict[Path, Path] = {}
     unique = []
     for path, name in found:
+        if not _names_a_folder(name):  # `output_folder` refuses it, by name, when its turn comes
+            unique.append((path, name))
+            continue
         # Separating into a folder removes what --overwrite replaces: two inputs never share one, nor nest.
         clash = next((claimed[n] for n in (name, *name.parents) if n in claimed), None)
         clash = clash or next((p for n, p in claimed.items() if name in n.parents), None)
@@ -88,10 +91,14 @@ def audio_inputs(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]
     return unique, failed
 
 
+def _names_a_folder(name: Path) -> bool:
+    """A relative path of ordinary folder names: none empty, `.`, `..` or only dots."""
+    return not name.is_absolute() and bool(name.parts) and not any(set(part) <= {"."} for part in name.parts)
+
+
 def output_folder(out_dir: Path, name: Path, source: Path) -> Path:
     """`out_dir / name`, refused unless it lies strictly inside `out_dir` (symbolic links followed)."""
-    parts = name.parts
-    if name.is_absolute() or not parts or any(set(part) <= {"."} for part in parts):
+    if not _names_a_folder(name):
         raise InputError(f"{source}: its output name {str(name)!r} does not name a folder inside {out_dir}; "
                          f"rename the file")
     target = out_dir / name
