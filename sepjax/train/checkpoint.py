@@ -70,7 +70,7 @@ class Checkpointer:
         try:
             # Also raises what an earlier asynchronous save of this manager raised in its background thread.
             self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=True)
-        except Exception as err:  # OSError from Python's writes, ValueError from tensorstore's, and orbax's own
+        except (OSError, ValueError) as err:  # OSError from Python's writes, ValueError from tensorstore's
             raise self._failed(f"saving step {step}", err) from err
 
     def restore(self, template: TrainState, data_iterator, step: int | None = None) -> TrainState:
@@ -94,7 +94,7 @@ class Checkpointer:
         """Wait for the asynchronous save in flight; its failure raises CheckpointError."""
         try:
             self.manager.wait_until_finished()
-        except Exception as err:
+        except (OSError, ValueError) as err:
             raise self._failed("finishing a save", err) from err
 
     def intact_step(self) -> int | None:
