@@ -5,7 +5,7 @@
 Renders the chorale corpus into --corpus if it is not there (16 kHz), then times the grain
 training pipeline at the default chorale training configuration (8 kHz, so every read also
 resamples; 2 s segments; batch 8; gain, remix and subset augmentation) with 0 and 2 worker
-processes, and the jitted train step of `sepreformer-dp-tiny` on batches of the same shape.
+processes, and the jitted train step of `dual-path-sepreformer-tiny` on batches of the same shape.
 The target is a pipeline at least 10x faster than the step consumes. The last line is JSON:
 segments_per_s (per worker count), step_segments_per_s and ratio (best pipeline / step).
 """
@@ -44,7 +44,7 @@ def time_step(index, steps: int) -> float:
     from sepjax.models import build_model, get_config
     from sepjax.train import Batch, TrainState, make_optimizer, train_step
 
-    config = get_config("sepreformer-dp-tiny", num_stems=len(index.stems))
+    config = get_config("dual-path-sepreformer-tiny", num_stems=len(index.stems))
     optimizer = make_optimizer()
     state = TrainState.create(build_model(config, key=jax.random.PRNGKey(0)), optimizer, key=jax.random.PRNGKey(0))
     data = next(iter(training_dataset(index, pipeline_config(0))))

@@ -45,13 +45,13 @@ def model(name: str):
 
 
 def inference_config():
-    from sepjax.separate import InferenceConfig
+    from sepjax.inference.separate import InferenceConfig
 
     return InferenceConfig(chunk=2 * SR, overlap=0.25, batch_size=2)
 
 
 def real_time_factor(name: str, seconds: float) -> float:
-    from sepjax.separate import BatchedModel, separate_array
+    from sepjax.inference.separate import BatchedModel, separate_array
 
     run = BatchedModel(model(name), 2)
     warm = stereo_test_signal(4.0)
@@ -66,15 +66,15 @@ def rss_worker(minutes: float) -> None:
     """Write a `minutes`-long wav in blocks, separate it from disk, print peak RSS (MB)."""
     import soundfile as sf
 
-    from sepjax.separate import BatchedModel
-    from sepjax.separate_files import OutputOptions, separate_file
+    from sepjax.inference.separate import BatchedModel
+    from sepjax.inference.separate_files import OutputOptions, separate_file
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "input.wav"
         with sf.SoundFile(str(path), "w", SR, 2, subtype="PCM_16") as f:
             for i in range(int(minutes * 6)):
                 f.write(stereo_test_signal(10.0, seed=i).T)
-        run = BatchedModel(model("sepreformer-dp-tiny"), 2)
+        run = BatchedModel(model("dual-path-sepreformer-tiny"), 2)
         names = ("s1", "s2", "s3", "s4")
         separate_file(run, 2, 2, SR, names, path, Path("out"), inference_config(),
                       OutputOptions(Path(tmp) / "separated", bits="16"))
@@ -122,9 +122,9 @@ def main() -> None:
     museval_s, sepjax_s, gap = sdr_speedup(args.seconds)
     print(f"framewise SDR on {args.seconds:g} s, 4 stereo sources: museval {museval_s:.2f} s, sepjax {sepjax_s:.3f} s "
           f"(max difference {gap:.1e} dB)", flush=True)
-    rtf_tiny = real_time_factor("sepreformer-dp-tiny", args.seconds)
+    rtf_tiny = real_time_factor("dual-path-sepreformer-tiny", args.seconds)
     print(f"RTF tiny ({args.seconds:g} s): {rtf_tiny:.3f}", flush=True)
-    rtf_default = real_time_factor("sepreformer-dp", args.default_seconds)
+    rtf_default = real_time_factor("dual-path-sepreformer", args.default_seconds)
     print(f"RTF default ({args.default_seconds:g} s): {rtf_default:.3f}", flush=True)
     small, large = args.rss_minutes
     print(json.dumps({

@@ -2,10 +2,10 @@
 
     python benchmarks/train_step.py                          # sepjax only, the default configuration
     python benchmarks/train_step.py --compare-seed --seed-script PATH   # against the tutorial's code
-    python benchmarks/train_step.py --model sepreformer-dp --dim 256 --ff 1024 --heads 8 --stems 5
+    python benchmarks/train_step.py --model dual-path-sepreformer --dim 256 --ff 1024 --heads 8 --stems 5
     python benchmarks/train_step.py --model sepreformer-t    # the paper's model: 8 kHz, 4 s, 2 speakers
     python benchmarks/train_step.py --model sepreformer-b --remat   # B's activations need remat in 24 GiB
-    python benchmarks/train_step.py --compare-seed --keep-host-memory   # both under sepjax.host_memory
+    python benchmarks/train_step.py --compare-seed --keep-host-memory   # both under sepjax.train.host_memory
     python benchmarks/train_step.py --compare-seed --huge-pages   # both with glibc's malloc on huge pages
     python benchmarks/train_step.py --compare-seed --steps-per-call 8   # sepjax's train_steps: 8 steps per call
 
@@ -40,7 +40,7 @@ SEED_SCRIPT = ROOT.parent / "shared" / "bench" / "seed_tutorial.py"
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="sepreformer-dp", help="registered model name")
+    p.add_argument("--model", default="dual-path-sepreformer", help="registered model name")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--ff", type=int, default=256)
     p.add_argument("--heads", type=int, default=4)
@@ -55,10 +55,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--remat", action="store_true", help="rematerialise blocks in the backward pass")
+    p.add_argument("--kernels", default="cpu_fast", choices=["reference", "cpu_fast"],
+                   help="the dual-path model's kernels (sepjax.nn.kernels); the figures in docs/ use cpu_fast")
     p.add_argument("--keep-host-memory", action="store_true",
-                   help="run both implementations with sepjax.host_memory's glibc settings")
+                   help="run both implementations with sepjax.train.host_memory's glibc settings")
     p.add_argument("--huge-pages", action="store_true",
-                   help="run both implementations with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (sepjax.host_memory)")
+                   help="run both implementations with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
+                        "(sepjax.train.host_memory)")
     p.add_argument("--compare-seed", action="store_true")
     p.add_argument("--seed-script", type=Path, default=SEED_SCRIPT, help="the tutorial's code (see the docstring)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -67,26 +70,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.steps_per_call < 1:
         p.error(f"--steps-per-call must be at least 1, got {args.steps_per_call}")
     paper = is_paper_model(args.model)
-    for name, design_card, speech in (("stems", 4, 2), ("seconds", 1.0, 4.0), ("sr", 16000, 8000)):
+    for name, dual_path, speech in (("stems", 4, 2), ("seconds", 1.0, 4.0), ("sr", 16000, 8000)):
         if getattr(args, name) is None:
-            setattr(args, name, speech if paper else design_card)
+            setattr(args, name, speech if paper else dual_path)
     return args
 
 
 def is_paper_model(name: str) -> bool:
-    return name.startswith("sepreformer-") and not name.startswith("sepreformer-dp")
+    return name.startswith("sepreformer-") and not name.startswith("dual-path-sepreformer")
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
-    if args.model.startswith("sepreformer-dp"):
+    if args.model.startswith("dual-path-sepreformer"):
         return dict(dim=args.dim, ff_dim=args.ff, heads=args.heads, chunk_size=args.chunk,
-                    num_stems=args.stems, dtype=args.dtype, remat=args.remat)
+                    num_stems=args.stems, dtype=args.dtype, remat=args.remat, kernels=args.kernels)
     return dict(num_stems=args.stems, dtype=args.dtype, remat=args.remat)
 
 
 def run_worker(args: argparse.Namespace) -> dict:
     """Time sepjax's train step in this process."""
-    from sepjax.host_memory import keep_host_memory
+    from sepjax.train.host_memory import keep_host_memory
 
     if args.keep_host_memory and not keep_host_memory(force=True):
         raise SystemExit("--keep-host-memory: glibc's mallopt is not available here")
@@ -169,19 +172,20 @@ def main(argv=None) -> dict:
               "--steps", str(args.steps)]
     ours_cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--dim", str(args.dim),
                 "--ff", str(args.ff), "--heads", str(args.heads), "--chunk", str(args.chunk),
-                "--stems", str(args.stems), "--dtype", args.dtype, "--steps-per-call", str(args.steps_per_call),
+                "--stems", str(args.stems), "--dtype", args.dtype, "--kernels", args.kernels,
+                "--steps-per-call", str(args.steps_per_call),
                 *shared,
                 *(["--remat"] if args.remat else []), *(["--keep-host-memory"] if args.keep_host_memory else [])]
     # The seed runs as written; with --keep-host-memory it gets the same allocator settings first.
     seed_launch = [sys.executable, str(args.seed_script)] if not args.keep_host_memory else [
-        sys.executable, "-c", "import runpy, sys; from sepjax.host_memory import keep_host_memory; "
+        sys.executable, "-c", "import runpy, sys; from sepjax.train.host_memory import keep_host_memory; "
         "assert keep_host_memory(force=True); sys.argv = sys.argv[1:]; "
         "runpy.run_path(sys.argv[0], run_name='__main__')", str(args.seed_script)]
     seed_cmd = [*seed_launch, "--dim", str(args.dim), "--ff", str(args.ff),
                 "--heads", str(args.heads), "--chunk", str(args.chunk), "--stems", str(args.stems), *shared]
     if args.compare_seed and not args.seed_script.exists():
         raise SystemExit(f"--compare-seed needs the tutorial's code at {args.seed_script}; pass --seed-script")
-    from sepjax.host_memory import with_huge_pages
+    from sepjax.train.host_memory import with_huge_pages
 
     env = with_huge_pages(os.environ) if args.huge_pages else dict(os.environ)
     ours, seed = [], []

@@ -2,7 +2,7 @@
 
 Data: the corpus rendered by `sepjax data chorales data/chorales --sample-rate 16000` (no download);
 training reads it at 8 kHz, 2 s segments, with gain, remix and subset augmentation.
-Model: the design-card dual-path SepReformer at dim 32 (`sepreformer-dp-tiny`), 4 stems.
+Model: the tutorial's dual-path SepReformer at dim 32 (`dual-path-sepreformer-tiny`), 4 stems.
 Sized to make audible progress in about 5 minutes on a 2-core CPU; 10 train steps per jitted call.
 
     python experiments/chorales_sepreformer.py [--train.steps 2000 --optim.lr 1e-3 ...]
@@ -16,7 +16,7 @@ from sepjax.train.config import DataConfig, ExperimentConfig, LogConfig, OptimCo
 
 CONFIG = ExperimentConfig(
     name="chorales_sepreformer",
-    model=get_config("sepreformer-dp-tiny", num_stems=4),
+    model=get_config("dual-path-sepreformer-tiny", num_stems=4, kernels="cpu_fast"),
     data=DataConfig(root="data/chorales", layout="chorales", sample_rate=8000, segment_seconds=2.0, batch_size=4,
                     valid_tracks=3, augment=AugmentConfig(gain_db=(-3.0, 3.0), remix_prob=0.3)),
     optim=OptimConfig(lr=2e-3, warmup_steps=100, schedule="cosine", ema_decay=0.99),

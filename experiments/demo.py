@@ -3,8 +3,9 @@ first rendering of the corpus).
 
 1. Renders a subset of the embedded chorale corpus (data/chorales, 16 kHz; songs already there are kept).
 2. Trains the CPU-sized SepReformer (experiments/chorales_sepreformer.py) for 1000 steps (about 5 minutes).
-3. Evaluates the held-out test chorales with chunked inference and prints a per-stem SI-SDRi table.
-4. Separates one test chorale into soprano/alto/tenor/bass wav files.
+3. Evaluates it on the held-out test chorales with chunked inference, and the shipped `chorales-satb` model on
+   the same chorales, and prints their per-voice SI-SDRi tables side by side.
+4. Separates one test chorale into soprano/alto/tenor/bass wav files with both models.
 5. Prints where everything is, and the TensorBoard command to listen to it all.
 
     python experiments/demo.py [--chorales 120 --steps 1000]
@@ -19,15 +20,35 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from chorales_sepreformer import CONFIG  # noqa: E402
 
-from sepjax.bundle import load_bundle  # noqa: E402
 from sepjax.data.chorales import build_chorales  # noqa: E402
 from sepjax.data.index import build_index  # noqa: E402
 from sepjax.data.layouts import get_layout  # noqa: E402
-from sepjax.evaluate import evaluate  # noqa: E402
-from sepjax.host_memory import keep_host_memory  # noqa: E402
-from sepjax.separate import BatchedModel, InferenceConfig, separate_array  # noqa: E402
-from sepjax.separate_files import OutputOptions, separate_file  # noqa: E402
+from sepjax.inference.bundle import load_bundle  # noqa: E402
+from sepjax.inference.evaluate import evaluate  # noqa: E402
+from sepjax.inference.pretrained import shipped_bundles  # noqa: E402
+from sepjax.inference.separate import BatchedModel, InferenceConfig, separate_array  # noqa: E402
+from sepjax.inference.separate_files import OutputOptions, separate_file  # noqa: E402
+from sepjax.train.host_memory import keep_host_memory  # noqa: E402
 from sepjax.train.loop import replace, train  # noqa: E402
+
+SHIPPED = "chorales-satb"
+
+
+def folder_name(model_name: str) -> str:
+    return model_name.replace(" ", "-")
+
+
+def inference_config(bundle, chunk_seconds: float) -> InferenceConfig:
+    return InferenceConfig(chunk=int((bundle.chunk_seconds or chunk_seconds) * bundle.sample_rate), overlap=0.5,
+                           batch_size=4)
+
+
+def evaluate_bundle(bundle, index, out: Path) -> dict:
+    """Score `bundle` on the test chorales at its own sample rate, with chunked inference."""
+    inference = inference_config(bundle, 2.0)
+    run = BatchedModel(bundle.model, inference.batch_size)
+    return evaluate(lambda mixture, track: separate_array(run, mixture, inference), index, "test",
+                    bundle.stem_names, bundle.sample_rate, 1, out, progress=False)
 
 
 def main() -> int:
@@ -54,32 +75,43 @@ def main() -> int:
 
     print("[3/4] evaluating the held-out test chorales ...", flush=True)
     index = build_index(args.corpus, get_layout("chorales"))
-    inference = InferenceConfig(chunk=int(config.train.chunk_seconds * bundle.sample_rate), overlap=0.5, batch_size=4)
-    run = BatchedModel(bundle.model, inference.batch_size)
-    summary = evaluate(lambda mixture, track: separate_array(run, mixture, inference), index, "test",
-                       bundle.stem_names, bundle.sample_rate, 1, args.out / "evaluation", progress=False)
-    print(f"\n      SI-SDRi on {summary['tracks']} test chorales ({bundle.sample_rate} Hz):")
-    print(f"      {'stem':<10}{'mean':>9}{'median':>9}   SI-SDR mean")
-    for stem, values in summary["per_stem"].items():
-        print(f"      {stem:<10}{values['si_sdri']['mean']:>8.2f}{values['si_sdri']['median']:>9.2f}"
-              f"{values['si_sdr']['mean']:>14.2f} dB")
+    models = {"from scratch": bundle}
+    shipped = shipped_bundles().get(SHIPPED)
+    if shipped is not None:
+        models[SHIPPED] = load_bundle(shipped)
+    summaries = {name: evaluate_bundle(b, index, args.out / "evaluation" / folder_name(name))
+                 for name, b in models.items()}
+    tracks = summaries["from scratch"]["tracks"]
+    print(f"\n      SI-SDRi on {tracks} test chorales, mean (median), dB:")
+    print("      " + f"{'voice':<10}" + "".join(f"{name:>22}" for name in summaries))
+    for stem in bundle.stem_names:
+        cells = [f"{s['per_stem'][stem]['si_sdri']['mean']:+.2f} ({s['per_stem'][stem]['si_sdri']['median']:+.2f})"
+                 for s in summaries.values()]
+        print("      " + f"{stem:<10}" + "".join(f"{c:>22}" for c in cells))
+    if shipped is None:
+        print(f"      (no shipped {SHIPPED} model in this installation to compare with)")
 
     print("\n[4/4] separating one test chorale ...", flush=True)
     track = index.split("test")[0]
     mixture_path = Path(track.stems["soprano"].path).with_name("mixture.wav")
-    folder = separate_file(run, 1, 1, bundle.sample_rate, bundle.stem_names, mixture_path,
-                           Path(track.track_id.replace("/", "_")), inference,
-                           OutputOptions(args.out / "separated"))
+    written = {}
+    for name, b in models.items():
+        inference = inference_config(b, config.train.chunk_seconds)
+        written[name] = separate_file(BatchedModel(b.model, inference.batch_size), 1, 1, b.sample_rate, b.stem_names,
+                                      mixture_path, Path(track.track_id.replace("/", "_")), inference,
+                                      OutputOptions(args.out / "separated" / folder_name(name)))
 
     minutes = (time.perf_counter() - start) / 60
     print(f"\nDone in {minutes:.1f} minutes. Everything is in {args.out}/:")
     print("  run/            checkpoints, config.json, TensorBoard logs, bundle/ (the trained model)")
-    print("  evaluation/     metrics.csv per chorale and voice, summary.json, summary.md")
-    print(f"  separated/      {folder.name}/{{{','.join(bundle.stem_names)}}}.wav  (from {mixture_path})")
+    print("  evaluation/     per model: metrics.csv per chorale and voice, summary.json, summary.md, figures/")
+    for name, folder in written.items():
+        print(f"  separated/{folder_name(name)}/{folder.name}/{{{','.join(bundle.stem_names)}}}.wav  ({name}, from "
+              f"{mixture_path})")
     print("\nListen to the mixture, each voice and each estimate, and watch the curves:")
     print(f"  .venv/bin/tensorboard --logdir {args.out / 'run' / 'tensorboard'}")
     print(f"Separate your own files:\n  .venv/bin/sepjax separate {result.bundle} song.wav --out separated/")
-    worst = min(v["si_sdri"]["mean"] for v in summary["per_stem"].values())
+    worst = min(v["si_sdri"]["mean"] for v in summaries["from scratch"]["per_stem"].values())
     return 0 if worst > 0 else 1
 
 

@@ -3,7 +3,7 @@
 Data: JaCappella at ROOT/<subset>/<song>/{lead_vocal,soprano,alto,tenor,bass,vocal_percussion,mixture}.wav
 (48 kHz mono) with test_song_list_for_vocal_ensemble_separation.txt at ROOT; read at 24 kHz
 (pass --data.sample-rate 48000 for the full rate). Missing parts are masked zeros.
-Model: the design card's dual-path SepReformer (256/8/1024/64, 2 + 2 blocks, K16 S8), 6 stems.
+Model: the tutorial's dual-path SepReformer (256/8/1024/64, 2 + 2 blocks, K16 S8), 6 stems.
 Recipe: power-set subset mixing (silent targets scored by the bounded energy penalty), cross-song
 remixing, gain, bf16 compute with float32 parameters, EMA of the weights.
 
@@ -18,7 +18,7 @@ from sepjax.train.config import DataConfig, ExperimentConfig, LogConfig, OptimCo
 
 CONFIG = ExperimentConfig(
     name="jacappella_sepreformer",
-    model=get_config("sepreformer-dp", num_stems=len(JACAPPELLA_STEMS), dtype="bfloat16", remat=True),
+    model=get_config("dual-path-sepreformer", num_stems=len(JACAPPELLA_STEMS), dtype="bfloat16", remat=True),
     data=DataConfig(root="data/jacappella", layout="jacappella", sample_rate=24000, segment_seconds=4.0,
                     batch_size=8, valid_tracks=8, num_workers=4,
                     augment=AugmentConfig(gain_db=(-6.0, 3.0), remix_prob=0.5, subset_prob=0.5, max_shift_seconds=0.5)),

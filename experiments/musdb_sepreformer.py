@@ -2,7 +2,7 @@
 
 Data: ROOT/{train,test}/<track>/{mixture,vocals,drums,bass,other}.wav (or MUSDB18 .stem.mp4 files with
 `pip install -e .[musdb]` and ffmpeg); the standard 14-track validation subset of train is held out.
-Model: the design card's dual-path SepReformer, stereo in and out, 4 stems.
+Model: the tutorial's dual-path SepReformer, stereo in and out, 4 stems.
 
     python experiments/musdb_sepreformer.py --data.root /data/musdb18hq
 """
@@ -15,8 +15,8 @@ from sepjax.train.config import DataConfig, ExperimentConfig, LogConfig, OptimCo
 
 CONFIG = ExperimentConfig(
     name="musdb_sepreformer",
-    model=get_config("sepreformer-dp", num_stems=len(MUSDB_STEMS), in_channels=2, out_channels=2, dtype="bfloat16",
-                     remat=True),
+    model=get_config("dual-path-sepreformer", num_stems=len(MUSDB_STEMS), in_channels=2, out_channels=2,
+                     dtype="bfloat16", remat=True),
     data=DataConfig(root="data/musdb18hq", layout="musdb", sample_rate=44100, segment_seconds=3.0, channels=2,
                     batch_size=8, valid_tracks=14, num_workers=4,
                     augment=AugmentConfig(gain_db=(-3.0, 3.0), remix_prob=0.5, channel_swap_prob=0.5,

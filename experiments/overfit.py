@@ -1,6 +1,6 @@
 """Overfit the tiny SepReformer on one batch of synthetic harmonic voices: the sanity check.
 
-What it trains: `sepreformer-dp-tiny` (4 stems) on a single fixed batch of four synthetic
+What it trains: `dual-path-sepreformer-tiny` (4 stems) on a single fixed batch of four synthetic
 "voices" (harmonic tones with vibrato, each in its own register), mixed by summation.
 Data: none needed; the batch is synthesised in memory.
 Run:  python experiments/overfit.py [--steps 1000 --lr 3e-3 --out runs/overfit]
@@ -32,7 +32,7 @@ def separate_one(model, mixture):
 
 @dataclass(frozen=True)
 class OverfitExperiment:
-    model: str = "sepreformer-dp-tiny"
+    model: str = "dual-path-sepreformer-tiny"
     examples: int = 2
     seconds: float = 1.0
     sample_rate: int = 8000

@@ -1,7 +1,7 @@
 """Two-speaker separation on wsj0-2mix / Libri2Mix at 8 kHz with permutation-invariant training.
 
 Data: ROOT/{tr,cv,tt}/{mix,s1,s2}/<utterance>.wav at 8 kHz (the min or max version).
-Model: the design card's dual-path SepReformer, mono, 2 outputs; the loss matches estimates to
+Model: the tutorial's dual-path SepReformer, mono, 2 outputs; the loss matches estimates to
 speakers by the best permutation before scoring, since speaker order is arbitrary.
 
     python experiments/wsj0_2mix_sepreformer.py --data.root /data/wsj0-2mix/8k/min
@@ -14,7 +14,7 @@ from sepjax.train.config import DataConfig, ExperimentConfig, LogConfig, OptimCo
 
 CONFIG = ExperimentConfig(
     name="wsj0_2mix_sepreformer",
-    model=get_config("sepreformer-dp", num_stems=2),
+    model=get_config("dual-path-sepreformer", num_stems=2),
     data=DataConfig(root="data/wsj0-2mix", layout="2mix", sample_rate=8000, segment_seconds=4.0, batch_size=8,
                     valid_tracks=50, silence_db=-80.0, num_workers=4),
     optim=OptimConfig(lr=1e-3, warmup_steps=1000, schedule="plateau", ema_decay=0.999),

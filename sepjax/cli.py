@@ -116,7 +116,7 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
 
 
 def inference_config(args, bundle):
-    from sepjax.separate import InferenceConfig
+    from sepjax.inference.separate import InferenceConfig
 
     sample_rate = bundle.sample_rate
     seconds = next(s for s in (args.chunk_seconds, bundle.chunk_seconds, DEFAULT_CHUNK_SECONDS) if s is not None)
@@ -129,12 +129,13 @@ def cmd_separate(args) -> int:
     import soundfile as sf
     from tqdm import tqdm
 
-    from sepjax.bundle import load_bundle
     from sepjax.errors import UserError
-    from sepjax.separate import BatchedModel
-    from sepjax.separate_files import DerivedStem, OutputOptions, audio_inputs, separate_file
+    from sepjax.inference.bundle import load_bundle
+    from sepjax.inference.pretrained import resolve_bundle
+    from sepjax.inference.separate import BatchedModel
+    from sepjax.inference.separate_files import DerivedStem, OutputOptions, audio_inputs, separate_file
 
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(resolve_bundle(args.bundle))
     derive = tuple(DerivedStem.parse(d, bundle.stem_names) for d in args.derive)
     options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
     inference = inference_config(args, bundle)
@@ -161,11 +162,12 @@ def cmd_separate(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from sepjax.audio import to_channels
-    from sepjax.bundle import load_bundle
-    from sepjax.evaluate import evaluate, markdown_table
-    from sepjax.separate import BatchedModel, separate_array
+    from sepjax.inference.bundle import load_bundle
+    from sepjax.inference.evaluate import evaluate, markdown_table
+    from sepjax.inference.pretrained import resolve_bundle
+    from sepjax.inference.separate import BatchedModel, separate_array
 
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(resolve_bundle(args.bundle))
     index = _index(args)
     inference = inference_config(args, bundle)
     model_fn = BatchedModel(bundle.model, args.batch_size, _device(args.device))
@@ -175,12 +177,33 @@ def cmd_evaluate(args) -> int:
         return separate_array(model_fn, to_channels(mixture, in_channels), inference)
 
     result = evaluate(separate, index, args.split, bundle.stem_names, bundle.sample_rate, bundle.config.out_channels,
-                      args.out, overwrite=args.overwrite, tensorboard_tracks=args.tensorboard)
+                      args.out, overwrite=args.overwrite, tensorboard_tracks=args.tensorboard,
+                      figure_tracks=args.figures)
     print(markdown_table(result["per_stem"]))
     print(f"{args.out}: metrics.csv (per track and stem), summary.json, summary.md")
     for line in result["failed"]:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if result["failed"] else 0
+
+
+def cmd_models(args) -> int:
+    from sepjax.inference.bundle import load_bundle
+    from sepjax.inference.pretrained import shipped_bundles, shipped_summary
+
+    shipped = shipped_bundles()
+    if not shipped:
+        print("no shipped models")
+        return 0
+    for name, path in shipped.items():
+        bundle = load_bundle(path)
+        stems = ", ".join(bundle.stem_names)
+        print(f"{name}: {bundle.config.family}, {bundle.sample_rate} Hz, stems {stems}  ({path})")
+        summary = shipped_summary(path)
+        if summary is not None:
+            cells = ", ".join(f"{stem} {values['si_sdri']['mean']:+.2f}"
+                              for stem, values in summary["per_stem"].items())
+            print(f"  SI-SDRi mean on {summary['tracks']} {summary['split']} tracks (dB): {cells}")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -229,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_preview)
 
     p = sub.add_parser("separate", help="separate audio files with a trained model bundle")
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", help="a bundle folder, or the name of a shipped model (`sepjax models` lists them)")
     p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders (searched recursively)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", default="wav", choices=["wav", "flac"])
@@ -241,15 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_separate)
 
     p = sub.add_parser("evaluate", help="separate a dataset split and score it (CSV, JSON, Markdown)")
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", help="a bundle folder, or the name of a shipped model (`sepjax models` lists them)")
     _layout_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--tensorboard", type=int, default=0, metavar="N",
                    help="also log audio and spectrograms of the first N tracks")
+    p.add_argument("--figures", type=int, default=1, metavar="N",
+                   help="write spectrogram PNGs of the first N tracks to OUT/figures/ (0: none)")
     p.add_argument("--overwrite", action="store_true")
     _inference_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list the models shipped with sepjax and their test metrics")
+    p.set_defaults(func=cmd_models)
 
     example = "sepjax train experiments/chorales_sepreformer.py --train.steps 2000 --optim.lr 1e-3"
     p = sub.add_parser("train", help="run an experiment file with command-line overrides", description=example)
@@ -261,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from sepjax.errors import UserError
-    from sepjax.host_memory import keep_host_memory
+    from sepjax.train.host_memory import keep_host_memory
 
     args = build_parser().parse_args(argv)
     keep_host_memory()

@@ -1,4 +1,4 @@
-"""TensorBoard logging with tensorboardX: scalars and peak-normalised audio."""
+"""TensorBoard logging with tensorboardX: scalars, peak-normalised audio and matplotlib figures."""
 
 import shutil
 from pathlib import Path
@@ -13,17 +13,6 @@ def peak_normalise(audio: np.ndarray, peak: float = 0.99) -> np.ndarray:
     """Scale so the largest absolute sample is `peak` (silence stays silent)."""
     top = float(np.max(np.abs(audio))) if audio.size else 0.0
     return (audio * (peak / top)).astype(np.float32) if top > 0 else audio.astype(np.float32)
-
-
-def log_spectrogram(wave: np.ndarray, n_fft: int = 1024, hop: int = 256, floor_db: float = -80.0) -> np.ndarray:
-    """(freqs, frames) log magnitude of the channel mean, scaled to [0, 1], low frequencies at the bottom."""
-    import librosa
-
-    mono = np.nan_to_num(np.asarray(wave, np.float32).reshape(-1, np.shape(wave)[-1]).mean(axis=0),
-                         nan=0.0, posinf=0.0, neginf=0.0)
-    mag = np.abs(librosa.stft(mono, n_fft=n_fft, hop_length=hop))
-    db = librosa.amplitude_to_db(mag, ref=np.max, top_db=-floor_db) if mag.max() > 0 else np.full(mag.shape, floor_db)
-    return ((db - floor_db) / -floor_db)[::-1].astype(np.float32)
 
 
 QUEUE_EVENTS = 1000
@@ -77,13 +66,18 @@ class RunLogger:
             self.audio(step, f"{prefix}target/{name}", target, sample_rate)
             self.audio(step, f"{prefix}estimate/{name}", estimate, sample_rate)
 
+    def image(self, step: int, tag: str, image: np.ndarray) -> None:
+        """An RGB image (height, width, 3), e.g. a figure from `sepjax.figures`."""
+        self.check()
+        self.writer.add_image(tag, image, step, dataformats="HWC")
+
     def spectrograms(self, step: int, targets: np.ndarray, estimates: np.ndarray, stem_names: list[str],
-                     prefix: str = "", n_fft: int = 1024, hop: int = 256) -> None:
-        """Log-magnitude spectrograms, target above estimate, one image per stem."""
+                     sample_rate: int, prefix: str = "") -> None:
+        """One figure per stem: target and estimate spectrograms side by side (`figures.spectrogram_figure`)."""
+        from sepjax.figures import spectrogram_figure
+
         for name, target, estimate in zip(stem_names, targets, estimates, strict=True):
-            image = np.concatenate([log_spectrogram(estimate, n_fft, hop), log_spectrogram(target, n_fft, hop)])
-            self.check()
-            self.writer.add_image(f"{prefix}spectrogram/{name}", image[None], step, dataformats="CHW")
+            self.image(step, f"{prefix}spectrogram/{name}", spectrogram_figure(target, estimate, sample_rate, name))
 
     def close(self) -> None:
         """Flush and close. A failed writer is released without flushing (its events are lost either way) and

@@ -11,8 +11,8 @@ from sepjax.train.checkpoint import Checkpointer
 
 def test_keeps_the_latest_and_the_best_and_restores(tmp_path):
     optimizer = make_optimizer()
-    state = TrainState.create(build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(0)), optimizer,
-                              key=jax.random.PRNGKey(1), ema=True)
+    model = build_model(get_config("dual-path-sepreformer-tiny"), key=jax.random.PRNGKey(0))
+    state = TrainState.create(model, optimizer, key=jax.random.PRNGKey(1), ema=True)
     checkpoints = Checkpointer(tmp_path, keep_last=1, best_metric="valid_metric")
     for step, metric in [(1, 1.0), (2, 5.0), (3, 2.0), (4, 3.0)]:
         checkpoints.save(step, state, None, {"step": step}, {"valid_metric": metric})
@@ -20,7 +20,7 @@ def test_keeps_the_latest_and_the_best_and_restores(tmp_path):
     assert checkpoints.all_steps() == [2, 4]
     assert checkpoints.best_step() == 2 and checkpoints.latest_step() == 4
     assert checkpoints.saved_config(2) == {"step": 2}
-    template = TrainState.create(build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(9)),
+    template = TrainState.create(build_model(get_config("dual-path-sepreformer-tiny"), key=jax.random.PRNGKey(9)),
                                  optimizer, key=jax.random.PRNGKey(9), ema=True)
     restored = checkpoints.restore(template, None, step=2)
     for a, b in zip(jax.tree.leaves(eqx.filter(state, eqx.is_array)),

@@ -33,7 +33,7 @@ def test_data_parallel_step_on_4_devices_equals_the_single_device_step():
         losses, grads, params = [], [], []
         for devices in (jax.devices()[:1], jax.devices()):
             mesh = Mesh(np.array(devices), ("data",))
-            model = build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(0))
+            model = build_model(get_config("dual-path-sepreformer-tiny"), key=jax.random.PRNGKey(0))
             initial = [np.asarray(x) for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
             state = replicate(TrainState.create(model, optimizer, key=jax.random.PRNGKey(1)), mesh)
             sharded = shard_batch(batch, mesh)
@@ -49,7 +49,7 @@ def test_data_parallel_step_on_4_devices_equals_the_single_device_step():
             assert stacked.mixture.sharding.spec == PartitionSpec(None, "data")
             ends = []
             for in_one_call in (False, True):
-                model = build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(0))
+                model = build_model(get_config("dual-path-sepreformer-tiny"), key=jax.random.PRNGKey(0))
                 state = replicate(TrainState.create(model, optimizer, key=jax.random.PRNGKey(1)), mesh)
                 if in_one_call:
                     state, _ = train_steps(optimizer, state, stacked)

@@ -5,15 +5,16 @@ import io
 import json
 
 import jax
+import matplotlib.image
 import numpy as np
 from fixtures import make_jacappella
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sepjax.bundle import save_bundle
 from sepjax.cli import main
 from sepjax.data.index import build_index, load_track
 from sepjax.data.layouts import get_layout
-from sepjax.evaluate import evaluate
+from sepjax.inference.bundle import save_bundle
+from sepjax.inference.evaluate import evaluate
 from sepjax.models import build_model, get_config
 
 STEMS = ("soprano", "alto", "tenor", "bass")
@@ -45,6 +46,10 @@ def test_oracle_model_scores_the_metric_ceiling(tmp_path):
     events.Reload()
     assert any(t.endswith("estimate/soprano") for t in events.Tags()["audio"])
     assert any("spectrogram/bass" in t for t in events.Tags()["images"])
+    figures = sorted(p.name for p in (tmp_path / "out" / "figures").iterdir())  # the first track's, as PNGs
+    first = index.split("train")[0].track_id.replace("/", "_")
+    assert figures == sorted(f"track_{first}_{s}.png" for s in STEMS if s in index.split("train")[0].stems)
+    assert matplotlib.image.imread(tmp_path / "out" / "figures" / figures[0]).shape[:2] == (340, 1000)
 
 
 def test_mixture_as_estimate_scores_zero_improvement(tmp_path):
@@ -60,7 +65,7 @@ def test_mixture_as_estimate_scores_zero_improvement(tmp_path):
 
 def test_evaluate_cli_with_a_bundle_and_its_errors(tmp_path, capsys):
     make_jacappella(tmp_path / "jc")
-    model = build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(0))
+    model = build_model(get_config("dual-path-sepreformer-tiny"), key=jax.random.PRNGKey(0))
     save_bundle(tmp_path / "bundle", model, list(STEMS), 8000)
     args = ["evaluate", str(tmp_path / "bundle"), str(tmp_path / "jc"), "--layout", "jacappella", "--split", "test",
             "--out", str(tmp_path / "eval"), "--chunk-seconds", "0.5"]

@@ -6,9 +6,9 @@ import jax
 import pytest
 from fixtures import make_jacappella
 
-from sepjax.bundle import load_bundle
 from sepjax.cli import main
 from sepjax.data.layouts import get_layout
+from sepjax.inference.bundle import load_bundle
 from sepjax.train.cli import load_experiment, parse
 
 EXPERIMENTS = sorted((Path(__file__).parents[1] / "experiments").glob("*_sepreformer.py"))

@@ -1,4 +1,4 @@
-"""sepjax.host_memory: with its glibc settings a freed large block is reused, or faulted in huge pages."""
+"""sepjax.train.host_memory: with its glibc settings a freed large block is reused, or faulted in huge pages."""
 
 import json
 import os
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sepjax.host_memory import accelerator_installed, with_huge_pages
+from sepjax.train.host_memory import accelerator_installed, with_huge_pages
 
 PROBE = """
 import ctypes, json, resource
-from sepjax.host_memory import keep_host_memory
+from sepjax.train.host_memory import keep_host_memory
 applied = keep_host_memory()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]

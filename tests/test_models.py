@@ -1,4 +1,4 @@
-"""The design-card model: shapes, lengths, batching, precision options, registry, config checks."""
+"""The tutorial's dual-path SepReformer: shapes, lengths, batching, precision options, registry, config checks."""
 
 import equinox as eqx
 import jax
@@ -9,7 +9,7 @@ import pytest
 from sepjax.framing import fit_length
 from sepjax.models import MODEL_CONFIGS, DualPathConfig, SepReformerConfig, build_model, config_from_dict, get_config
 
-TINY = get_config("sepreformer-dp-tiny")
+TINY = get_config("dual-path-sepreformer-tiny")
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +90,25 @@ def test_gradients_are_finite(tiny):
     assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
 
 
-def test_dropout_is_random_in_training_and_off_without_a_key(key):
-    model = build_model(TINY.replace(dropout=0.5, layer_scale_init=1.0), key=key)
+@pytest.mark.parametrize("name", ["dual-path-sepreformer-tiny", "sepreformer-tiny"])
+def test_one_mode_switch_drives_dropout_and_the_norms_together(key, name):
+    """Inference: no dropout, whatever key; BatchNorm on running statistics. Training: dropout with the key, and
+    batch statistics (so the output of one example differs from inference even with dropout off)."""
+    model = build_model(get_config(name, dropout=0.5, layer_scale_init=1.0), key=key)
     x = jax.random.normal(key, (1, 400))
+    k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
     np.testing.assert_array_equal(model(x), model(x))
-    assert not np.allclose(model(x, key=jax.random.PRNGKey(1)), model(x, key=jax.random.PRNGKey(2)))
+    np.testing.assert_array_equal(model.forward(x, inference=True, key=k1)[0], model(x))
+
+    def train(m, k):
+        return jax.vmap(lambda v: m.forward(v, inference=False, key=k)[0], axis_name="batch")(x[None])[0]
+
+    assert not np.allclose(train(model, k1), train(model, k2))
+    with pytest.raises(RuntimeError, match="requires a key"):
+        train(model, None)
+    if name == "sepreformer-tiny":  # BatchNorm: training mode normalises by the batch even without dropout
+        quiet = build_model(get_config(name, dropout=0.0, layer_scale_init=1.0), key=key)
+        assert not np.allclose(train(quiet, None), quiet(x), atol=1e-4)
 
 
 def test_blocks_are_stacked_so_the_stack_compiles_once(tiny):
@@ -107,11 +121,11 @@ def test_blocks_are_stacked_so_the_stack_compiles_once(tiny):
 
 
 def test_registry_defaults_are_the_tutorials():
-    card = get_config("sepreformer-dp")
+    card = get_config("dual-path-sepreformer")
     assert (card.dim, card.heads, card.ff_dim, card.chunk_size) == (256, 8, 1024, 64)
     assert (card.num_sep_blocks, card.num_rec_blocks, card.num_stems) == (2, 2, 5)
     assert (card.encoder_kernel, card.encoder_stride) == (16, 8)
-    assert set(MODEL_CONFIGS) >= {"sepreformer-dp", "sepreformer-dp-tiny"}
+    assert set(MODEL_CONFIGS) >= {"dual-path-sepreformer", "dual-path-sepreformer-tiny"}
     with pytest.raises(KeyError, match="unknown model 'nope'"):
         get_config("nope")
 
@@ -123,7 +137,7 @@ def test_config_validation_and_dict_round_trip():
         DualPathConfig(dropout=1.5)
     # Literal fields: beartype rejects a wrong choice at construction under pytest, so the shared check runs on
     # a config whose fields are set past the frozen dataclass.
-    from sepjax.models.config import check_model_config
+    from sepjax.models.checks import check_model_config
 
     wrong = SepReformerConfig()
     object.__setattr__(wrong, "norm", "x")

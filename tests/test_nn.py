@@ -1,5 +1,7 @@
 """Layer checks against independent references: equinox's own layers, NumPy, textbook formulas."""
 
+from functools import partial
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,58 +9,13 @@ import numpy as np
 import pytest
 
 from sepjax.framing import count_frames, frame, overlap_add
-from sepjax.nn.attention import SelfAttention, resolve_attention_impl, uses_head_major
+from sepjax.models.dual_path.blocks import DualPathBlock, GLUSplit, SnakeFeedForward, TransformerBlock, pad_to_multiple
+from sepjax.nn.attention import MultiHeadAttention
 from sepjax.nn.conv import ConvDecoder, ConvEncoder
-from sepjax.nn.dense import project
-from sepjax.nn.dual_path import DualPathBlock, pad_to_multiple
-from sepjax.nn.head_major_attention import head_major_attention
 from sepjax.nn.norm import LayerNorm
-from sepjax.nn.rope import apply_rope
-from sepjax.nn.snake import Snake, fast_sin, snake
-from sepjax.nn.split import GLUSplit
+from sepjax.nn.rope import apply_rope, rotary_positions
+from sepjax.nn.snake import Snake
 from sepjax.nn.stack import scan_blocks, stacked
-from sepjax.nn.transformer import SnakeFeedForward, TransformerBlock
-
-
-def test_fast_sin_matches_numpy_over_wide_range():
-    y = np.concatenate([np.linspace(-50, 50, 100_001), [0.0, np.pi / 2, -np.pi, 1e3]]).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(fast_sin(jnp.asarray(y))), np.sin(y.astype(np.float64)),
-                               atol=2e-6)
-
-
-def test_snake_value_and_gradients_match_formula(key):
-    x = jax.random.normal(key, (32, 8)) * 3
-    alpha = jnp.linspace(0.2, 3.0, 8)
-
-    def reference(x, a):
-        return x + np.sin(a * x) ** 2 / (a + 1e-6)
-
-    np.testing.assert_allclose(snake(x, alpha, 1e-6), reference(np.asarray(x), np.asarray(alpha)),
-                               atol=1e-5)
-
-    def exact(x, a):
-        return jnp.sum(jnp.tanh(x + jnp.sin(a * x) ** 2 / (a + 1e-6)))
-
-    def ours(x, a):
-        return jnp.sum(jnp.tanh(snake(x, a, 1e-6)))
-
-    for arg in (0, 1):
-        np.testing.assert_allclose(jax.grad(ours, arg)(x, alpha), jax.grad(exact, arg)(x, alpha),
-                                   atol=1e-4)
-
-
-def test_snake_gradients_in_bfloat16_track_float32(key):
-    x = jax.random.normal(key, (64, 8)) * 3
-    alpha = jnp.linspace(0.2, 3.0, 8)
-
-    def loss(x, a):
-        return jnp.sum(jnp.tanh(snake(x, a, 1e-6)).astype(jnp.float32))
-
-    for arg in (0, 1):
-        want = jax.grad(loss, arg)(x, alpha)
-        got = jax.grad(loss, arg)(x.astype(jnp.bfloat16), alpha.astype(jnp.bfloat16))
-        assert got.dtype == jnp.bfloat16
-        np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=5e-2, atol=5e-2 * float(jnp.max(jnp.abs(want))))
 
 
 def test_snake_starts_at_alpha_one_and_is_identity_plus_nonnegative():
@@ -86,9 +43,9 @@ def test_rope_preserves_norm_and_encodes_relative_position(key):
     np.testing.assert_allclose(rq[5] @ rk[2], rq[9] @ rk[6], rtol=1e-4)
 
 
-@pytest.mark.parametrize("impl", ["xla", "head_major"])
-def test_attention_matches_per_head_numpy_softmax(key, impl):
-    attn = SelfAttention(16, 4, rotary=False, impl=impl, key=key)
+@pytest.mark.parametrize("kernels", ["reference", "cpu_fast"])
+def test_attention_matches_per_head_numpy_softmax(key, kernels):
+    attn = MultiHeadAttention(16, 4, use_bias=False, kernels=kernels, key=key)
     x = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (7, 16)))
     wq, wk, wv = np.split(np.asarray(attn.qkv.weight), 3, axis=0)
     heads = []
@@ -102,76 +59,15 @@ def test_attention_matches_per_head_numpy_softmax(key, impl):
     np.testing.assert_allclose(attn(jnp.asarray(x)), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("impl", ["xla", "head_major"])
-def test_self_attention_over_leading_axes_equals_per_sequence(key, impl):
-    attn = SelfAttention(16, 4, impl=impl, key=key)
+@pytest.mark.parametrize("kernels", ["reference", "cpu_fast"])
+def test_self_attention_over_leading_axes_equals_per_sequence(key, kernels):
+    attn = MultiHeadAttention(16, 4, kernels=kernels, key=key)
     x = jax.random.normal(jax.random.fold_in(key, 1), (2, 3, 9, 16))
-    np.testing.assert_allclose(attn(x), jax.vmap(jax.vmap(attn))(x), atol=1e-5)
 
+    def rotary(v):
+        return attn(v, positions=rotary_positions)
 
-@pytest.mark.parametrize("seq,kv_seq", [(64, 64), (7, 5)])
-def test_head_major_attention_matches_dot_product_attention_and_its_gradients(key, seq, kv_seq):
-    kq, kk, kv, kg = jax.random.split(key, 4)
-    q = jax.random.normal(kq, (3, seq, 4, 8))
-    k = jax.random.normal(kk, (3, kv_seq, 4, 8)) * 2
-    v = jax.random.normal(kv, (3, kv_seq, 4, 8))
-    d_out = jax.random.normal(kg, (3, seq, 4, 8))
-    reference = jax.vmap(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla"))
-    out, pullback = jax.vjp(jax.vmap(head_major_attention), q, k, v)
-    expected, expected_pullback = jax.vjp(reference, q, k, v)
-    np.testing.assert_allclose(out, expected, atol=2e-6)
-    for got, want in zip(pullback(d_out), expected_pullback(d_out), strict=True):
-        np.testing.assert_allclose(got, want, atol=2e-5)
-
-
-def test_head_major_attention_over_leading_axes_equals_the_vmapped_one(key):
-    q, k, v, d_out = jax.random.normal(key, (4, 2, 3, 12, 2, 8))
-    out, pullback = jax.vjp(head_major_attention, q, k, v)
-    expected, expected_pullback = jax.vjp(jax.vmap(jax.vmap(head_major_attention)), q, k, v)
-    np.testing.assert_allclose(out, expected, atol=1e-6)
-    for got, want in zip(pullback(d_out), expected_pullback(d_out), strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-5)
-
-
-def test_head_major_attention_in_bfloat16_keeps_the_dtype_and_tracks_float32(key):
-    q, k, v = jax.random.normal(key, (3, 32, 2, 16))
-    out = head_major_attention(*(a.astype(jnp.bfloat16) for a in (q, k, v)))
-    assert out.dtype == jnp.bfloat16
-    np.testing.assert_allclose(out.astype(jnp.float32), head_major_attention(q, k, v), atol=5e-2)
-    grads = jax.grad(lambda q: jnp.sum(head_major_attention(q, k.astype(jnp.bfloat16), v.astype(jnp.bfloat16))
-                                       .astype(jnp.float32)))(q.astype(jnp.bfloat16))
-    assert grads.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(grads.astype(jnp.float32))))
-
-
-def test_auto_attention_runs_head_major_on_cpu_only():
-    assert uses_head_major("auto") == (jax.default_backend() == "cpu")
-    assert uses_head_major("head_major") and not uses_head_major("xla")
-    with pytest.raises(ValueError, match="no attention bias"):
-        resolve_attention_impl("head_major", jnp.dtype(jnp.float32))
-
-
-@pytest.mark.parametrize("in_features,out_features", [(6, 20), (20, 6), (8, 8)])
-def test_project_values_and_gradients_match_numpy_under_vmap(key, in_features, out_features):
-    kx, kw, kg = jax.random.split(key, 3)
-    x = jax.random.normal(kx, (3, 5, 7, in_features))
-    weight = jax.random.normal(kw, (out_features, in_features))
-    grad = jax.random.normal(kg, (3, 5, 7, out_features))
-    out, pullback = jax.vjp(jax.vmap(project, in_axes=(0, None)), x, weight)  # the weight is shared across the map
-    d_x, d_weight = pullback(grad)
-    x64, w64, g64 = (np.asarray(a, dtype=np.float64) for a in (x, weight, grad))
-    np.testing.assert_allclose(out, x64 @ w64.T, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(d_x, g64 @ w64, rtol=1e-5, atol=1e-5)
-    expected_d_weight = g64.reshape(-1, out_features).T @ x64.reshape(-1, in_features)
-    np.testing.assert_allclose(d_weight, expected_d_weight, rtol=1e-5, atol=1e-4)
-
-
-def test_project_in_bfloat16_keeps_the_dtype(key):
-    x = jax.random.normal(key, (16, 8)).astype(jnp.bfloat16)
-    weight = jnp.ones((24, 8), jnp.bfloat16)
-    d_x, d_weight = jax.grad(lambda x, w: jnp.sum(project(x, w).astype(jnp.float32)), argnums=(0, 1))(x, weight)
-    assert project(x, weight).dtype == d_x.dtype == d_weight.dtype == jnp.bfloat16
-    np.testing.assert_allclose(d_weight.astype(jnp.float32), jnp.broadcast_to(jnp.sum(x.astype(jnp.float32), 0),
-                                                                               (24, 8)), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(rotary(x), jax.vmap(jax.vmap(rotary))(x), atol=1e-5)
 
 
 def test_layernorm_matches_equinox(key):
@@ -222,19 +118,20 @@ def test_chunk_padding_round_trip(frames):
 def test_dual_path_block_is_identity_with_zero_layer_scale(key, frames):
     block = DualPathBlock(8, 2, 16, 16, layer_scale_init=0.0, key=key)
     x = jax.random.normal(key, (frames, 8))
-    np.testing.assert_allclose(block(x), x, atol=1e-6)
+    np.testing.assert_allclose(block(x, inference=True), x, atol=1e-6)
 
 
 def test_dual_path_block_over_leading_axes_equals_per_sequence(key):
     block = DualPathBlock(8, 2, 16, 4, layer_scale_init=0.5, key=key)
     x = jax.random.normal(key, (3, 2, 13, 8))
-    np.testing.assert_allclose(block(x), jax.vmap(jax.vmap(block))(x), atol=1e-5)
+    run = partial(block, inference=True)
+    np.testing.assert_allclose(run(x), jax.vmap(jax.vmap(run))(x), atol=1e-5)
 
 
 def test_dual_path_block_mixes_within_and_across_chunks(key):
     block = DualPathBlock(8, 2, 16, 4, layer_scale_init=1.0, key=key)
     x = jax.random.normal(key, (16, 8))
-    jac = jax.jacobian(lambda v: block(v)[0, 0])(x)
+    jac = jax.jacobian(lambda v: block(v, inference=True)[0, 0])(x)
     assert float(jnp.abs(jac[3]).sum()) > 0  # same chunk
     assert float(jnp.abs(jac[12]).sum()) > 0  # reached through the inter-chunk pass
 
@@ -246,12 +143,13 @@ def test_transformer_block_over_leading_axes_equals_per_sequence_values_and_grad
     params, static = eqx.partition(block, eqx.is_array)
 
     def together(p, v):
-        return jnp.sum(eqx.combine(p, static)(v) * g)
+        return jnp.sum(eqx.combine(p, static)(v, inference=True) * g)
 
     def one_by_one(p, v):
-        return jnp.sum(jax.vmap(jax.vmap(eqx.combine(p, static)))(v) * g)
+        return jnp.sum(jax.vmap(jax.vmap(partial(eqx.combine(p, static), inference=True)))(v) * g)
 
-    np.testing.assert_allclose(block(x), jax.vmap(jax.vmap(block))(x), atol=1e-5)
+    run = partial(block, inference=True)
+    np.testing.assert_allclose(run(x), jax.vmap(jax.vmap(run))(x), atol=1e-5)
     got, want = (jax.grad(f, argnums=(0, 1))(params, x) for f in (together, one_by_one))
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -293,19 +191,21 @@ def test_glu_split_matches_formula(key):
 def test_scan_over_stacked_blocks_equals_python_loop(key):
     blocks = stacked(lambda k: TransformerBlock(8, 2, 16, layer_scale_init=0.5, key=k), 3, key=key)
     x = jax.random.normal(key, (10, 8))
-    scanned = scan_blocks(blocks, x, lambda b, v, k: b(v), key=None)
+    scanned = scan_blocks(blocks, x, lambda b, v, k: b(v, inference=True), key=None)
     looped = x
     for i in range(3):
         layer = jax.tree.map(lambda a, i=i: a[i] if eqx.is_array(a) else a, blocks)
-        looped = layer(looped)
+        looped = layer(looped, inference=True)
     np.testing.assert_allclose(scanned, looped, atol=1e-5)
-    rematted = scan_blocks(blocks, x, lambda b, v, k: b(v), key=None, remat=True)
+    rematted = scan_blocks(blocks, x, lambda b, v, k: b(v, inference=True), key=None, remat=True)
     np.testing.assert_allclose(rematted, scanned, atol=1e-6)
-    unrolled = scan_blocks(blocks, x, lambda b, v, k: b(v), key=None, unroll=True)
+    unrolled = scan_blocks(blocks, x, lambda b, v, k: b(v, inference=True), key=None, unroll=True)
     np.testing.assert_allclose(unrolled, scanned, atol=1e-6)
 
     def lowered(unroll):
-        return eqx.filter_jit(lambda bl, v: scan_blocks(bl, v, lambda b, h, k: b(h), key=None, unroll=unroll)).lower(
-            blocks, x).as_text()
+        def run(bl, v):
+            return scan_blocks(bl, v, lambda b, h, k: b(h, inference=True), key=None, unroll=unroll)
+
+        return eqx.filter_jit(run).lower(blocks, x).as_text()
 
     assert "stablehlo.while" in lowered(False) and "stablehlo.while" not in lowered(True)

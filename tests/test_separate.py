@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sepjax.bundle import BundleError, load_bundle, save_bundle
 from sepjax.cli import DEFAULT_CHUNK_SECONDS, build_parser, inference_config, main
-from sepjax.models import build_model, get_config
-from sepjax.separate import (
+from sepjax.inference.bundle import BundleError, load_bundle, save_bundle
+from sepjax.inference.separate import (
     BatchedModel,
     ChunkPlan,
     InferenceConfig,
@@ -24,7 +23,8 @@ from sepjax.separate import (
     separate_array,
     separate_stream,
 )
-from sepjax.separate_files import DerivedStem
+from sepjax.inference.separate_files import DerivedStem
+from sepjax.models import build_model, get_config
 
 
 def identity(stems: int):
@@ -106,7 +106,7 @@ def test_chunk_plan_and_padding_modes():
 
 @pytest.fixture(scope="module")
 def tiny():
-    return build_model(get_config("sepreformer-dp-tiny"), key=jax.random.PRNGKey(0))
+    return build_model(get_config("dual-path-sepreformer-tiny"), key=jax.random.PRNGKey(0))
 
 
 def test_batched_model_compiles_once_and_pads_the_last_batch(tiny, compiles):
@@ -243,7 +243,7 @@ def test_output_names_from_inputs_never_leave_or_replace_the_output_folder(tmp_p
     link = out / "elsewhere"
     link.symlink_to(parent / "keep")
     from sepjax.errors import InputError
-    from sepjax.separate_files import output_folder
+    from sepjax.inference.separate_files import output_folder
 
     with pytest.raises(InputError, match="resolves to .*outside"):
         output_folder(out, Path("elsewhere"), Path("elsewhere.wav"))

@@ -14,9 +14,9 @@ import soundfile as sf
 from fixtures import make_2mix
 from jaxtyping import Array
 
-from sepjax.bundle import load_bundle
 from sepjax.cli import main
 from sepjax.data.synthetic import harmonic_stems
+from sepjax.inference.bundle import load_bundle
 from sepjax.losses import CompositeLossConfig, aux_loss_weight, multi_loss, si_sdr, snr
 from sepjax.models import (
     MODEL_CONFIGS,
@@ -26,14 +26,13 @@ from sepjax.models import (
     get_config,
     parameters,
     trainable,
-    training_forward,
 )
-from sepjax.models.sepreformer_stages import SpeakerSplit
+from sepjax.models.sepreformer.stages import SpeakerSplit
 from sepjax.train import Batch, TrainState, make_optimizer, overfit_one_batch, train_step
 from sepjax.train.checkpoint import Checkpointer
 from sepjax.train.cli import load_experiment
-from sepjax.train.optim import build_optimizer
-from sepjax.train.step import batch_loss
+from sepjax.train.optim import build_optimizer, initial_plateau
+from sepjax.train.step import batch_loss, training_forward
 
 TINY = get_config("sepreformer-tiny")
 SMALL = TINY.replace(num_stages=1)  # one stage keeps compiles short where depth does not matter
@@ -266,8 +265,10 @@ def test_trains_through_sepjax_train_checkpoints_and_separates_from_its_bundle(t
     assert "model bundle:" in capsys.readouterr().out
     saved = json.loads((run / "config.json").read_text())
     assert saved["model"]["family"] == "sepreformer" and saved["model"]["dim"] == 16
-    optimizer = build_optimizer(load_experiment(EXPERIMENT).CONFIG.optim, 2)
-    template = TrainState.create(build_model(SMALL, key=jax.random.PRNGKey(5)), optimizer, key=jax.random.PRNGKey(0))
+    optim = load_experiment(EXPERIMENT).CONFIG.optim
+    assert optim.schedule == "plateau"  # the paper's recipe: the checkpoint holds the plateau's state too
+    template = TrainState.create(build_model(SMALL, key=jax.random.PRNGKey(5)), build_optimizer(optim, 2),
+                                 key=jax.random.PRNGKey(0), plateau=initial_plateau(optim))
     restored = Checkpointer(run / "checkpoints").restore(template, None)
     counters = [int(x) for x in jax.tree.leaves(restored.model.stats) if x.dtype == jnp.int32]
     assert int(restored.step) == 2 and set(counters) == {2}  # BatchNorm statistics saved with the step

@@ -1,17 +1,18 @@
 """The paper's SepReformer layers against independent references: eqx/NumPy convs, norms, attention."""
 
+from functools import partial
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sepjax.models.sepreformer import nearest_resize
+from sepjax.models.sepreformer.blocks import GCFN, EfficientGlobalAttention, PreNormAttention, RelativePositionKeys
+from sepjax.models.sepreformer.model import nearest_resize
+from sepjax.nn.attention import MultiHeadAttention
 from sepjax.nn.depthwise import DepthwiseConv
-from sepjax.nn.ega import EfficientGlobalAttention
-from sepjax.nn.gcfn import GCFN
 from sepjax.nn.norm import GroupNorm1
-from sepjax.nn.relative_attention import MultiHeadAttention, RelativePositionKeys
 
 
 @pytest.mark.parametrize(("kernel", "stride", "length"), [(3, 1, 50), (65, 1, 200), (5, 2, 64), (5, 2, 63)])
@@ -47,7 +48,7 @@ def test_backward_keeps_one_copy_of_the_input_not_one_per_tap():
     conv = DepthwiseConv(channels, 65, key=jax.random.PRNGKey(1))
     assert sum(residual_sizes(conv, x)) == time * channels + channels * 65
     gcfn = GCFN(channels, key=jax.random.PRNGKey(2))
-    per_frame = sum(s for s in residual_sizes(gcfn, x) if s >= time) / time
+    per_frame = sum(s for s in residual_sizes(partial(gcfn, inference=True), x) if s >= time) / time
     assert per_frame == channels * (1 + 6)  # the input and the 6F expansion; norm, conv and GLU are recomputed
 
 
@@ -76,10 +77,11 @@ def _attention_reference(mha, x, positions):
     x = np.asarray(x, np.float64)
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
     normed = (x - mean) / np.sqrt(var + 1e-5)
-    w, b = np.asarray(mha.qkv.weight, np.float64), np.asarray(mha.qkv.bias, np.float64)
+    attention = mha.attention
+    w, b = np.asarray(attention.qkv.weight, np.float64), np.asarray(attention.qkv.bias, np.float64)
     qkv = normed @ w.T + b
     seq, dim = x.shape
-    heads = mha.num_heads
+    heads = attention.num_heads
     d = dim // heads
     q, k, v = (qkv[:, i * dim:(i + 1) * dim].reshape(seq, heads, d) for i in range(3))
     scores = np.einsum("thd,shd->hts", q, k)
@@ -89,47 +91,57 @@ def _attention_reference(mha, x, positions):
     weights = np.exp(scores - scores.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)
     out = np.einsum("hts,shd->thd", weights, v).reshape(seq, dim)
-    out = out @ np.asarray(mha.out.weight, np.float64).T + np.asarray(mha.out.bias, np.float64)
+    out = out @ np.asarray(attention.out.weight, np.float64).T + np.asarray(attention.out.bias, np.float64)
     return out * np.asarray(mha.scale, np.float64)
 
 
 @pytest.mark.parametrize("with_positions", [True, False])
 def test_attention_with_relative_positions_matches_numpy(with_positions):
-    mha = MultiHeadAttention(16, 4, layer_scale_init=0.5, key=jax.random.PRNGKey(0))
+    mha = PreNormAttention(16, 4, layer_scale_init=0.5, key=jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (10, 16))
     positions = RelativePositionKeys(4, 5, key=jax.random.PRNGKey(2))(10) if with_positions else None
-    np.testing.assert_allclose(mha(x, positions), _attention_reference(mha, x, positions), atol=1e-4)
-    batched = mha(jnp.stack([x, 2 * x]))  # leading batch axes attend independently
-    np.testing.assert_allclose(batched[1], mha(2 * x), atol=1e-5)
+    np.testing.assert_allclose(mha(x, positions, inference=True), _attention_reference(mha, x, positions), atol=1e-4)
+    batched = mha(jnp.stack([x, 2 * x]), inference=True)  # leading batch axes attend independently
+    np.testing.assert_allclose(batched[1], mha(2 * x, inference=True), atol=1e-5)
 
 
-def test_attention_dropout_on_weights_only_with_a_key():
-    mha = MultiHeadAttention(16, 4, dropout=0.5, layer_scale_init=1.0, key=jax.random.PRNGKey(0))
+def test_attention_dropout_only_in_training_mode():
+    mha = PreNormAttention(16, 4, dropout=0.5, layer_scale_init=1.0, key=jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (10, 16))
-    assert np.allclose(mha(x), mha(x))
-    a, b = mha(x, key=jax.random.PRNGKey(3)), mha(x, key=jax.random.PRNGKey(4))
+    k3, k4 = jax.random.PRNGKey(3), jax.random.PRNGKey(4)
+    np.testing.assert_array_equal(mha(x, inference=True, key=k3), mha(x, inference=True))  # a key alone: no dropout
+    a, b = mha(x, inference=False, key=k3), mha(x, inference=False, key=k4)
     assert not np.allclose(a, b)
+    # Dropout of the attention weights keeps each head's output a mixture of its values: zeroing weights
+    # changes which ones, so turning it off in the MHA (not only on the output) changes the result.
+    same_weights = MultiHeadAttention(16, 4, dropout=0.0, key=jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(same_weights.qkv.weight, mha.attention.qkv.weight)
+    no_weight_dropout = eqx.tree_at(lambda m: m.attention, mha, same_weights)
+    assert not np.allclose(mha(x, inference=False, key=k3), no_weight_dropout(x, inference=False, key=k3))
+    with pytest.raises(RuntimeError, match="requires a key"):
+        mha(x, inference=False)
 
 
 def test_ega_pools_to_the_bottleneck_and_gates_the_upsampled_attention():
     ega = EfficientGlobalAttention(8, 2, layer_scale_init=1.0, key=jax.random.PRNGKey(0))
     positions = RelativePositionKeys(4, 16, key=jax.random.PRNGKey(1))(4)
     x = jax.random.normal(jax.random.PRNGKey(2), (16, 8))
-    out = ega(x, positions)
+    out = ega(x, positions, inference=True)
     pooled = x.reshape(4, 4, 8).mean(1)
-    attended = np.repeat(np.asarray(ega.attn(pooled, positions)), 4, axis=0)
+    attended = np.repeat(np.asarray(ega.attn(pooled, positions, inference=True)), 4, axis=0)
     gate = jax.nn.sigmoid(ega.gate_norm(x) @ ega.gate.weight.T + ega.gate.bias)
     np.testing.assert_allclose(out, x + gate * attended, atol=1e-5)
     with pytest.raises(ValueError, match="not a multiple of the bottleneck length"):
-        ega(x[:15], positions)
+        ega(x[:15], positions, inference=True)
 
 
 def test_gcfn_is_the_identity_at_zero_layer_scale_and_keeps_shape():
     gcfn = GCFN(8, layer_scale_init=0.0, key=jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (12, 8))
-    np.testing.assert_array_equal(gcfn(x), x)
+    np.testing.assert_array_equal(gcfn(x, inference=True), x)
     gcfn = GCFN(8, layer_scale_init=1.0, key=jax.random.PRNGKey(0))
-    assert gcfn(x).shape == x.shape and not np.allclose(gcfn(x), x)
+    y = gcfn(x, inference=True)
+    assert y.shape == x.shape and not np.allclose(y, x)
 
 
 @pytest.mark.parametrize(("source", "target"), [(4, 16), (5, 17), (16, 16), (7, 3)])

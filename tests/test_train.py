@@ -11,8 +11,10 @@ from sepjax.data.synthetic import harmonic_stems
 from sepjax.losses import si_sdr
 from sepjax.models import build_model, get_config
 from sepjax.train import Batch, TrainState, make_optimizer, overfit_one_batch, train_step, train_steps
+from sepjax.train.config import OptimConfig
+from sepjax.train.optim import build_optimizer
 
-TINY = get_config("sepreformer-dp-tiny")
+TINY = get_config("dual-path-sepreformer-tiny")
 
 
 @pytest.fixture(autouse=True)
@@ -163,3 +165,35 @@ def test_gradient_accumulation_updates_every_k_steps():
         return any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
     assert [changed(history[i], history[i + 1]) for i in range(4)] == [False, True, False, True]
+
+
+def test_plateau_halves_the_updates_after_patient_validation_rounds_without_improvement():
+    """Reduce-on-plateau counts validation rounds (not steps) and scales each update by its factor."""
+    from sepjax.train.optim import after_validation, current_lr, initial_plateau
+
+    config = OptimConfig(schedule="plateau", plateau_patience=2, warmup_steps=0, lr=1e-3)
+    plateau = initial_plateau(config)
+    assert initial_plateau(OptimConfig()) is None
+    scales = []
+    for metric in (5.0, 6.0, 5.5, 5.9, 5.8, 7.0):  # rounds 3 and 4 do not beat 6.0: halve after the second
+        plateau = after_validation(config, plateau, metric)
+        scales.append(float(plateau.scale))
+    assert scales == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+    assert current_lr(config, 100, 10, plateau) == pytest.approx(5e-4)
+
+    model = build_model(get_config("dual-path-sepreformer-tiny"), key=jax.random.PRNGKey(0))
+    batch = Batch.from_targets(jax.random.normal(jax.random.PRNGKey(1), (2, 4, 1, 2400)) * 0.1)
+    optimizer = build_optimizer(config, 100)
+
+    before = eqx.filter(model, eqx.is_inexact_array)
+
+    def update(scale_state):  # the step donates its state: each one starts from its own copy of the model
+        fresh = jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, model)
+        state = TrainState.create(fresh, optimizer, key=jax.random.PRNGKey(2), plateau=scale_state)
+        new, _ = train_step(optimizer, state, batch)
+        return jax.tree.map(lambda a, b: a - b, eqx.filter(new.model, eqx.is_inexact_array), before)
+
+    full, halved = update(initial_plateau(config)), update(plateau)
+    for a, b, w in zip(jax.tree.leaves(full), jax.tree.leaves(halved), jax.tree.leaves(before), strict=True):
+        # Each update is read back as (w + u) − w: float32 rounds it at the weight's scale, 2⁻²⁴·|w| per operation.
+        np.testing.assert_allclose(b, 0.5 * a, rtol=1e-5, atol=4 * 2**-24 * float(jnp.max(jnp.abs(w))) + 1e-12)

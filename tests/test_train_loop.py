@@ -18,7 +18,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from train_helpers import STEMS, tiny_experiment
 
-from sepjax.bundle import load_bundle
+from sepjax.inference.bundle import load_bundle
 from sepjax.models import build_model
 from sepjax.train.checkpoint import CheckpointError
 from sepjax.train.loop import ConfigError, NonFiniteError, replace, train
@@ -50,7 +50,11 @@ def test_training_logs_scalars_audio_images_and_exports_a_bundle(tmp_path):
     assert {f"valid/{s}/si_sdr" for s in STEMS} | {f"valid/{s}/sdr" for s in STEMS} <= scalars
     audio = set(events.Tags()["audio"])
     assert {"train/mixture", "train/target/soprano", "train/estimate/soprano", "valid/estimate/bass"} <= audio
-    assert {"train/spectrogram/alto", "valid/spectrogram/tenor"} <= set(events.Tags()["images"])
+    images = set(events.Tags()["images"])
+    assert {"train/spectrogram/alto", "valid/spectrogram/tenor", "valid/si_sdr_per_stem"} <= images
+    spectrogram = events.Images("valid/spectrogram/tenor")[-1]  # target | estimate, axes and colour bar
+    assert (spectrogram.height, spectrogram.width) == (340, 1000)
+    assert len(events.Images("valid/si_sdr_per_stem")) == 2  # one curve figure per validation
     assert len(events.Scalars("train/loss")) == 4
     bundle = load_bundle(result.bundle)
     assert bundle.stem_names == STEMS and bundle.sample_rate == 8000

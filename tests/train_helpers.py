@@ -16,7 +16,7 @@ def tiny_experiment(tmp_path: Path, **train) -> ExperimentConfig:
         make_jacappella(root)
     return ExperimentConfig(
         name="test",
-        model=get_config("sepreformer-dp-tiny", num_stems=4),
+        model=get_config("dual-path-sepreformer-tiny", num_stems=4),
         data=DataConfig(root=str(root), layout="jacappella", stems=STEMS, sample_rate=8000, segment_seconds=0.5,
                         batch_size=2, valid_split="test", valid_tracks=1),
         optim=OptimConfig(lr=1e-3, warmup_steps=2),

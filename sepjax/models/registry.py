@@ -5,16 +5,16 @@ from typing import Any
 import equinox as eqx
 from jaxtyping import PRNGKeyArray
 
+from sepjax.models.base import count_params
 from sepjax.models.config import DualPathConfig, ModelConfig, SepReformerConfig
 from sepjax.models.dual_path import DualPathSepReformer
 from sepjax.models.sepreformer import SepReformer
-from sepjax.models.training import count_params
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
-    # The tutorial's model: 256/8/1024/64, 2 separation + 2 reconstruction blocks, K16 S8, 5 stems.
-    "sepreformer-dp": DualPathConfig(),
+    # The tutorial's dual-path SepReformer: 256/8/1024/64, 2 separation + 2 reconstruction blocks, K16 S8, 5 stems.
+    "dual-path-sepreformer": DualPathConfig(),
     # Small enough to train in tests and on a laptop CPU.
-    "sepreformer-dp-tiny": DualPathConfig(
+    "dual-path-sepreformer-tiny": DualPathConfig(
         dim=32, heads=4, ff_dim=64, chunk_size=16, num_sep_blocks=1, num_rec_blocks=1, num_stems=4
     ),
     # The paper's SepReformer at 8 kHz, two speakers: T (3.7M), B (14.2M), L (55.2M, shared split).

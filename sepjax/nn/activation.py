@@ -1,14 +1,22 @@
-"""The feed-forward nonlinearity of the paper's SepReformer blocks: exact GELU, or SNAKE (SepACap)."""
+"""Activations: PyTorch's GLU, and the paper's feed-forward nonlinearity (exact GELU, or SNAKE for SepACap)."""
 
 from typing import Literal
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from sepjax.nn.snake import Snake
 
 ActivationKind = Literal["gelu", "snake"]
+
+
+@jax.checkpoint  # the backward recomputes the sigmoid: only `x` is kept, not its halves and σ
+def glu(x: Float[Array, "*lead features"]) -> Float[Array, "*lead half"]:
+    """PyTorch's GLU over the last axis: first half ⊙ σ(second half)."""
+    value, gate = jnp.split(x, 2, axis=-1)
+    return value * jax.nn.sigmoid(gate)
 
 
 class Activation(eqx.Module):

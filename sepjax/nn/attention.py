@@ -1,5 +1,12 @@
-"""Multi-head self-attention with RoPE: `jax.nn.dot_product_attention`, or sepjax's head-major kernel on CPU."""
+"""Multi-head self-attention, the one attention module of both model families.
 
+All heads share one fused q/k/v projection. A positional scheme plugs in as `positions(q, k)`, the way
+`eqx.nn.MultiheadAttention` takes `process_heads`: it returns the (rotated) queries and keys and an optional
+score bias. The tutorial's transformer rotates by RoPE (`rope.rotary_positions`), the paper's global
+attention adds learned relative keys, its cross-speaker attention uses none.
+"""
+
+from collections.abc import Callable
 from typing import Literal
 
 import equinox as eqx
@@ -7,68 +14,63 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from sepjax.nn.dense import project
-from sepjax.nn.head_major_attention import head_major_attention
-from sepjax.nn.rope import apply_rope
+from sepjax.nn.kernels import Kernels
+from sepjax.nn.kernels.attention import head_major_attention
+from sepjax.nn.linear import linear
 
-AttentionImpl = Literal["auto", "xla", "cudnn", "head_major"]
+AttentionImpl = Literal["xla", "cudnn"]
+"""`jax.nn.dot_product_attention`'s implementation: 'cudnn' is cuDNN's fused kernel (GPU, bfloat16/float16)."""
 
-
-def resolve_attention_impl(impl: AttentionImpl, dtype: jnp.dtype) -> Literal["xla", "cudnn"]:
-    """`jax.nn.dot_product_attention`'s implementation: `auto` picks cuDNN's fused kernel on a GPU
-    with a half-precision dtype, XLA elsewhere."""
-    if impl == "head_major":
-        raise ValueError("attention_impl='head_major' has no attention bias; use 'auto', 'xla' or 'cudnn'")
-    if impl != "auto":
-        return impl
-    on_gpu = jax.default_backend() == "gpu"
-    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-    return "cudnn" if on_gpu and half else "xla"
+Heads = Float[Array, "batch seq heads head_dim"]
+ScoreBias = Float[Array, "batch heads seq seq"]
+Positions = Callable[[Heads, Heads], tuple[Heads, Heads, ScoreBias | None]]
+"""(q, k) → (q, k, bias added to the scaled scores, or None)."""
 
 
-def uses_head_major(impl: AttentionImpl) -> bool:
-    """`auto` on the CPU runs `head_major_attention` (about 2x faster to train there)."""
-    return impl == "head_major" or (impl == "auto" and jax.default_backend() == "cpu")
+class MultiHeadAttention(eqx.Module):
+    """softmax(q kᵀ/√d + bias) v per head over the `seq` axis of `(*lead, seq, dim)`, then the output projection.
 
-
-class SelfAttention(eqx.Module):
-    """All heads in one fused projection; q and k rotated by RoPE when `rotary`."""
+    `dropout` drops attention weights in training mode (`inference=False`, with a key). With
+    `kernels="cpu_fast"` and no bias or dropout, the scores run in `kernels.attention.head_major_attention`.
+    """
 
     qkv: eqx.nn.Linear
     out: eqx.nn.Linear
     num_heads: int = eqx.field(static=True)
-    rotary: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
     impl: AttentionImpl = eqx.field(static=True)
+    kernels: Kernels = eqx.field(static=True)
 
-    def __init__(
-        self, dim: int, num_heads: int, *, rotary: bool = True, impl: AttentionImpl = "auto",
-        key: PRNGKeyArray,
-    ):
+    def __init__(self, dim: int, num_heads: int, *, use_bias: bool = True, dropout: float = 0.0,
+                 impl: AttentionImpl = "xla", kernels: Kernels = "reference", key: PRNGKeyArray):
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         k_qkv, k_out = jax.random.split(key)
-        self.qkv = eqx.nn.Linear(dim, 3 * dim, use_bias=False, key=k_qkv)
-        self.out = eqx.nn.Linear(dim, dim, use_bias=False, key=k_out)
+        self.qkv = eqx.nn.Linear(dim, 3 * dim, use_bias=use_bias, key=k_qkv)
+        self.out = eqx.nn.Linear(dim, dim, use_bias=use_bias, key=k_out)
         self.num_heads = num_heads
-        self.rotary = rotary
+        self.dropout = dropout
         self.impl = impl
+        self.kernels = kernels
 
-    def __check_init__(self):
-        dim = self.out.in_features
-        if dim % self.num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {self.num_heads}")
-
-    def __call__(self, x: Float[Array, "*lead seq dim"]) -> Float[Array, "*lead seq dim"]:
+    def __call__(self, x: Float[Array, "*lead seq dim"], *, positions: Positions | None = None,
+                 inference: bool = True, key: PRNGKeyArray | None = None) -> Float[Array, "*lead seq dim"]:
         *lead, seq, dim = x.shape
-        head_dim = dim // self.num_heads
-        qkv = project(x, self.qkv.weight).reshape(*lead, seq, 3, self.num_heads, head_dim)
-        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-        if self.rotary:
-            q, k = apply_rope(q), apply_rope(k)
-        if uses_head_major(self.impl):
+        heads, head_dim = self.num_heads, dim // self.num_heads
+        # dot_product_attention takes at most one batch axis: the leading axes fold into it.
+        qkv = linear(self.qkv, x, kernels=self.kernels).reshape(-1, seq, 3, heads, head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        bias = None
+        if positions is not None:
+            q, k, bias = positions(q, k)
+        if not inference and self.dropout > 0:
+            # Dropout on the attention weights needs the weights themselves.
+            logits = jnp.einsum("bthd,bshd->bhts", q, k) * (1.0 / float(head_dim) ** 0.5)
+            weights = jax.nn.softmax(logits if bias is None else logits + bias, axis=-1)
+            weights = eqx.nn.Dropout(self.dropout)(weights, key=key, inference=False)
+            attended = jnp.einsum("bhts,bshd->bthd", weights, v)
+        elif self.kernels == "cpu_fast" and bias is None:
             attended = head_major_attention(q, k, v)
         else:
-            # dot_product_attention takes at most one batch axis: fold the leading axes into it.
-            flat = [a.reshape(-1, seq, self.num_heads, head_dim) for a in (q, k, v)]
-            attended = jax.nn.dot_product_attention(
-                *flat, implementation=resolve_attention_impl(self.impl, x.dtype)
-            ).reshape(*lead, seq, self.num_heads, head_dim)
-        return project(attended.reshape(*lead, seq, dim), self.out.weight)
+            attended = jax.nn.dot_product_attention(q, k, v, bias=bias, implementation=self.impl)
+        return linear(self.out, attended.reshape(*lead, seq, dim), kernels=self.kernels)

@@ -26,3 +26,8 @@ def apply_rope(
     half = head_dim // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * cos + rotated * sin
+
+
+def rotary_positions(q: Float[Array, "batch seq heads head_dim"], k: Float[Array, "batch seq heads head_dim"]):
+    """The positional scheme of `MultiHeadAttention` for RoPE: q and k rotated, no score bias."""
+    return apply_rope(q), apply_rope(k), None

@@ -7,8 +7,8 @@ from pathlib import Path
 import tyro
 
 from sepjax.errors import InputError, MissingInputError
-from sepjax.host_memory import keep_host_memory
 from sepjax.train.config import ExperimentConfig
+from sepjax.train.host_memory import keep_host_memory
 from sepjax.train.loop import TrainResult, train
 
 

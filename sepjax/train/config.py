@@ -65,6 +65,12 @@ class TrainConfig:
     chunk_seconds: float = 2.0
     """Validation inference chunk length."""
     export_bundle: bool = True
+    init_from: str | None = None
+    """Start a new run from these weights: a bundle folder or a shipped model's name (ignored when resuming)."""
+    init_partial: bool = False
+    """With init_from: load the arrays whose path and shape match and report the rest, instead of refusing."""
+    freeze: tuple[str, ...] = ()
+    """Regular expressions over parameter paths (e.g. '^\\.encoder\\.'): matching parameters are not updated."""
     steps_per_call: int = 1
     """Train steps per jitted call (`train_steps`): fewer dispatches and host syncs; on the CPU, XLA's scratch
     memory is faulted in once per call instead of once per step. Every log/audio/validation/checkpoint
@@ -159,8 +165,11 @@ def check_config(config: "ExperimentConfig") -> None:
 
 # Fields a resumed run may change without being a different experiment: how long it runs and how, and the paths
 # that only locate the run and its data (a run folder or a data set moved to another disk still resumes).
+# Changes that leave the run's function and data order as they were: the kernels and the attention implementation
+# compute the same values (tests/test_kernels.py).
 RESUMABLE_CHANGES = {("train", "steps"), ("train", "resume"), ("train", "steps_per_call"), ("log", "progress"),
-                     ("train", "run_dir"), ("data", "root"), ("data", "num_workers")}
+                     ("train", "run_dir"), ("data", "root"), ("data", "num_workers"), ("model", "kernels"),
+                     ("model", "attention_impl")}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -15,19 +15,21 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from sepjax.bundle import save_bundle
 from sepjax.data.index import TrackIndex, build_index
 from sepjax.data.layouts import get_layout
 from sepjax.data.pipeline import PipelineConfig, training_dataset
 from sepjax.errors import UserError
+from sepjax.figures import metric_history_figure
 from sepjax.files import write_text_atomic
+from sepjax.inference.bundle import save_bundle
+from sepjax.inference.separate import InferenceConfig
 from sepjax.models import build_model
-from sepjax.separate import InferenceConfig
 from sepjax.tensorboard_log import LogError, RunLogger
 from sepjax.train.checkpoint import Checkpointer, CheckpointError, check_disk_space
 from sepjax.train.config import ConfigError, ExperimentConfig, check_config, config_differences
 from sepjax.train.distributed import data_mesh, initialize_from_env, per_process_batch, replicate, shard_batch
-from sepjax.train.optim import build_optimizer, current_lr
+from sepjax.train.init_from import frozen_mask, initialise_from
+from sepjax.train.optim import after_validation, build_optimizer, current_lr, initial_plateau
 from sepjax.train.state import Batch, TrainState
 from sepjax.train.step import train_step, train_steps
 from sepjax.train.validate import validate
@@ -113,12 +115,25 @@ def report_skipped(index: TrackIndex) -> None:
             print(f"  {reason}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class Hook:
+    """`action(step, metrics)` after each step that is a multiple of `every`, and after the last step."""
+
+    every: int
+    action: Callable[[int, dict[str, float]], None]
+
+    def due(self, step: int, last: int) -> bool:
+        return step % self.every == 0 or step == last
+
+
 def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult], None] | None = None
           ) -> TrainResult:
     """Run (or resume) an experiment; returns the final state and what was logged.
 
-    `on_step(step, metrics, result)` runs after every step; `result.state` is the state after the last step of
-    that step's call (`train.steps_per_call`).
+    A short loop over jitted calls of `train.steps_per_call` steps, and hooks after each step: the non-finite
+    guard, logging, audio, validation and checkpoints, then `on_step(step, metrics, result)`. Every interval is
+    a multiple of steps_per_call, so the hooks that read the state run at the end of a call, where
+    `result.state` is that step's state.
     """
     initialize_from_env()
     cfg = config
@@ -129,11 +144,17 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     report_skipped(index)
     key = jax.random.PRNGKey(cfg.train.seed)
     model_key, state_key = jax.random.split(key)
-    optimizer = build_optimizer(cfg.optim, cfg.train.steps)
-    state = TrainState.create(build_model(cfg.model, key=model_key), optimizer, key=state_key,
-                              ema=cfg.optim.ema_decay > 0)
+    model = build_model(cfg.model, key=model_key)
+    resuming = cfg.train.resume and (Path(cfg.train.run_dir) / "config.json").exists()
+    if cfg.train.init_from and not resuming:  # a resumed run's weights come from its checkpoint
+        model, report = initialise_from(model, cfg.train.init_from, partial=cfg.train.init_partial)
+        if jax.process_index() == 0:
+            print("\n".join(report.lines()), file=sys.stderr)
+    frozen = frozen_mask(model, cfg.train.freeze) if cfg.train.freeze else None
+    optimizer = build_optimizer(cfg.optim, cfg.train.steps, frozen)
+    state = TrainState.create(model, optimizer, key=state_key, ema=cfg.optim.ema_decay > 0,
+                              plateau=initial_plateau(cfg.optim))
     check_disk_space(Path(cfg.train.run_dir) / "checkpoints", state, cfg.train.keep_last + 1)
-    lead = jax.process_index() == 0
     mesh = data_mesh()
     pipeline = PipelineConfig(
         sample_rate=cfg.data.sample_rate, segment_seconds=cfg.data.segment_seconds,
@@ -145,92 +166,140 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     checkpoints = Checkpointer(run_dir / "checkpoints", keep_last=cfg.train.keep_last, best_metric="valid_metric")
     if cfg.train.resume and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state, data)
-    state = replicate(state, mesh)
-    result = TrainResult(run_dir, state)
-    valid_tracks = index.split(cfg.data.valid_split)[: cfg.data.valid_tracks]
-    inference = InferenceConfig(chunk=int(cfg.train.chunk_seconds * cfg.data.sample_rate), overlap=0.25,
-                                batch_size=4)
-    logger = RunLogger(run_dir / "tensorboard") if lead else None
-    if logger:
-        logger.scalars(int(state.step), {"skipped_tracks": float(len(index.skipped))}, prefix="data/")
-    start = int(state.step)
-    last_valid: dict[str, float] | None = None
-    bad_in_a_row = 0
-    bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.name, unit="step",
-               disable=not (lead and cfg.log.progress))
-    clock = time.perf_counter()
-    finished, reached = False, start
+    run = _Run(cfg, run_dir, replicate(state, mesh), data, stems,
+               index.split(cfg.data.valid_split)[: cfg.data.valid_tracks], checkpoints,
+               RunLogger(run_dir / "tensorboard") if jax.process_index() == 0 else None)
+    if run.logger:
+        run.logger.scalars(int(run.state.step), {"skipped_tracks": float(len(index.skipped))}, prefix="data/")
+    hooks = run.hooks()
+    if on_step is not None:
+        hooks.append(Hook(1, lambda step, metrics: on_step(step, metrics, run.result)))
+    last = cfg.train.steps
+    bar = run.bar = tqdm(total=last, initial=run.start, desc=cfg.name, unit="step",
+                         disable=not (jax.process_index() == 0 and cfg.log.progress))
+    finished = False
     try:
-        step, upcoming = start, []
-        while step < cfg.train.steps:
-            raws = upcoming or [next(data) for _ in range(call_length(step, cfg))]
-            state, metrics = run_steps(optimizer, state, raws, mesh, cfg)
-            count = len(raws)
-            end = step + count
+        step, upcoming = run.start, []
+        while step < last:
+            run.batches = upcoming or [next(data) for _ in range(call_length(step, cfg))]
+            run.state, metrics = run_steps(optimizer, run.state, run.batches, mesh, cfg)
+            end = step + len(run.batches)
             # The next call's batches load while this one computes, unless this one ends on a checkpoint, which
             # must record the iterator right after its own batches.
-            saves = end % cfg.train.checkpoint_every == 0 or end == cfg.train.steps
-            upcoming = [] if saves else [next(data) for _ in range(call_length(end, cfg))]
+            upcoming = [] if run.saves(end) else [next(data) for _ in range(call_length(end, cfg))]
             metrics = host_metrics(metrics)
-            for i in range(count):
-                done = reached = step + i + 1
-                step_metrics = {name: values[i] for name, values in metrics.items()}
-                bad_in_a_row = bad_in_a_row + 1 if step_metrics["skipped"] else 0
-                if bad_in_a_row >= cfg.train.max_nonfinite:
-                    raise NonFiniteError(
-                        f"{bad_in_a_row} non-finite steps in a row at step {done}; stopping. The last good checkpoint "
-                        f"({checkpoints.latest_step()}) in {checkpoints.directory} is intact: lower --optim.lr or "
-                        f"check the data, then resume with --train.resume")
-                if done % cfg.log.log_every == 0 or done == cfg.train.steps:
-                    elapsed = time.perf_counter() - clock
-                    scalars = {name: float(v) for name, v in step_metrics.items()}
-                    steps_done = cfg.log.log_every if done % cfg.log.log_every == 0 else done - start
-                    scalars.update(lr=current_lr(cfg.optim, cfg.train.steps, done),
-                                   steps_per_s=steps_done / elapsed,
-                                   segments_per_s=steps_done * cfg.data.batch_size / elapsed)
-                    clock = time.perf_counter()
-                    result.history.append({"step": done, **scalars})
-                    if logger:
-                        logger.scalars(done, scalars, prefix="train/")
-                    bar.set_postfix(loss=f"{scalars['loss']:.2f}", si_sdr=f"{scalars['si_sdr']:.1f}",
-                                    seg_s=f"{scalars['segments_per_s']:.1f}")
-                if i == count - 1:  # the state is this step's only at the end of its call
-                    if logger and (done % cfg.log.audio_every == 0 or done == cfg.train.steps):
-                        _log_batch_audio(logger, done, state, raws[-1], stems, cfg.data.sample_rate)
-                    if valid_tracks and (done % cfg.train.valid_every == 0 or done == cfg.train.steps):
-                        last_valid = _run_validation(state, valid_tracks, stems, cfg, inference, logger, done)
-                        result.validations.append({"step": done, **last_valid})
-                    if saves:
-                        best = None if last_valid is None else {"valid_metric": last_valid[cfg.train.best_metric]}
-                        checkpoints.save(done, state, data, cfg.to_dict(), best)
+            for done in range(step + 1, end + 1):
+                run.reached = done
+                step_metrics = {name: values[done - step - 1] for name, values in metrics.items()}
+                for hook in hooks:
+                    if hook.due(done, last):
+                        hook.action(done, step_metrics)
                 bar.update(1)
-                result.state = state
-                if on_step is not None:
-                    on_step(done, step_metrics, result)
             step = end
         checkpoints.wait()
-        result.best_step = checkpoints.best_step()
-        if cfg.train.export_bundle and lead:
-            final = state.ema if state.ema is not None else state.model
-            result.bundle = save_bundle(run_dir / "bundle", jax.device_get(final), stems, cfg.data.sample_rate,
-                                        chunk_seconds=cfg.train.chunk_seconds, overwrite=True)
-        if logger:
-            logger.close()
+        run.result.best_step = checkpoints.best_step()
+        if cfg.train.export_bundle and jax.process_index() == 0:
+            final = run.state.ema if run.state.ema is not None else run.state.model
+            run.result.bundle = save_bundle(run_dir / "bundle", jax.device_get(final), stems, cfg.data.sample_rate,
+                                            chunk_seconds=cfg.train.chunk_seconds, overwrite=True)
+        if run.logger:
+            run.logger.close()
         finished = True
     except (CheckpointError, LogError, OSError) as err:
         if not isinstance(err, CheckpointError | LogError) and err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise RunInterrupted(f"{err}\nTraining stopped at step {reached}. "
+        raise RunInterrupted(f"{err}\nTraining stopped at step {run.reached}. "
                              f"{_intact(checkpoints)}: free space, then rerun with --train.resume") from err
     finally:
         bar.close()
         if not finished:  # the error in flight is the one to report: these may fail the same way
             with contextlib.suppress(Exception):
                 checkpoints.wait()
-            if logger:
+            if run.logger:
                 with contextlib.suppress(Exception):
-                    logger.close()
-    return result
+                    run.logger.close()
+    return run.result
+
+
+class _Run:
+    """What one run's hooks read and change: the state, the last call's batches, logs, validations, checkpoints."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, state: TrainState, data, stems: tuple[str, ...],
+                 valid_tracks: list, checkpoints: Checkpointer, logger: RunLogger | None):
+        self.cfg, self._state, self.data, self.stems = cfg, state, data, stems
+        self.valid_tracks, self.checkpoints, self.logger = valid_tracks, checkpoints, logger
+        self.result = TrainResult(run_dir, state)
+        self.bar: tqdm | None = None
+        self.checkpoint_hook = Hook(cfg.train.checkpoint_every, self.checkpoint)
+        self.start = self.reached = int(state.step)
+        self.batches: list[dict] = []
+        self.last_valid: dict[str, float] | None = None
+        self.bad_in_a_row = 0
+        self.clock = time.perf_counter()
+        self.inference = InferenceConfig(chunk=int(cfg.train.chunk_seconds * cfg.data.sample_rate), overlap=0.25,
+                                         batch_size=4)
+
+    @property
+    def state(self) -> TrainState:
+        return self._state
+
+    @state.setter
+    def state(self, state: TrainState) -> None:
+        self._state = self.result.state = state
+
+    def hooks(self) -> list[Hook]:
+        c = self.cfg
+        hooks = [Hook(1, self.guard_non_finite), Hook(c.log.log_every, self.log)]
+        if self.logger:
+            hooks.append(Hook(c.log.audio_every, self.audio))
+        if self.valid_tracks:
+            hooks.append(Hook(c.train.valid_every, self.validate))
+        return [*hooks, self.checkpoint_hook]
+
+    def saves(self, step: int) -> bool:
+        return self.checkpoint_hook.due(step, self.cfg.train.steps)
+
+    def guard_non_finite(self, step: int, metrics: dict) -> None:
+        self.bad_in_a_row = self.bad_in_a_row + 1 if metrics["skipped"] else 0
+        if self.bad_in_a_row >= self.cfg.train.max_nonfinite:
+            raise NonFiniteError(
+                f"{self.bad_in_a_row} non-finite steps in a row at step {step}; stopping. The last good checkpoint "
+                f"({self.checkpoints.latest_step()}) in {self.checkpoints.directory} is intact: lower --optim.lr or "
+                f"check the data, then resume with --train.resume")
+
+    def log(self, step: int, metrics: dict) -> None:
+        c = self.cfg
+        elapsed = time.perf_counter() - self.clock
+        scalars = {name: float(v) for name, v in metrics.items()}
+        steps_done = c.log.log_every if step % c.log.log_every == 0 else step - self.start
+        scalars.update(lr=current_lr(c.optim, c.train.steps, step, self.state.plateau),
+                       steps_per_s=steps_done / elapsed, segments_per_s=steps_done * c.data.batch_size / elapsed)
+        self.clock = time.perf_counter()
+        self.result.history.append({"step": step, **scalars})
+        if self.logger:
+            self.logger.scalars(step, scalars, prefix="train/")
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{scalars['loss']:.2f}", si_sdr=f"{scalars['si_sdr']:.1f}",
+                                 seg_s=f"{scalars['segments_per_s']:.1f}")
+
+    def audio(self, step: int, metrics: dict) -> None:
+        _log_batch_audio(self.logger, step, self.state, self.batches[-1], self.stems, self.cfg.data.sample_rate)
+
+    def validate(self, step: int, metrics: dict) -> None:
+        c = self.cfg
+        self.last_valid = _run_validation(self.state, self.valid_tracks, self.stems, c, self.inference, self.logger,
+                                          step)
+        self.result.validations.append({"step": step, **self.last_valid})
+        if self.logger:
+            self.logger.image(step, "valid/si_sdr_per_stem", validation_history_figure(self.result.validations,
+                                                                                       self.stems))
+        if self.state.plateau is not None:
+            plateau = after_validation(c.optim, self.state.plateau, self.last_valid[c.train.best_metric])
+            self.state = eqx.tree_at(lambda s: s.plateau, self.state, plateau)
+
+    def checkpoint(self, step: int, metrics: dict) -> None:
+        best = None if self.last_valid is None else {"valid_metric": self.last_valid[self.cfg.train.best_metric]}
+        self.checkpoints.save(step, self.state, self.data, self.cfg.to_dict(), best)
 
 
 def _intact(checkpoints: Checkpointer) -> str:
@@ -254,8 +323,16 @@ def _run_validation(state, tracks, stems, cfg, inference, logger, step) -> dict[
             logger.separation_audio(step, example["mixture"], example["targets"][present],
                                     example["estimates"][present], names, cfg.data.sample_rate, prefix="valid/")
             logger.spectrograms(step, example["targets"][present], example["estimates"][present], names,
-                                prefix="valid/")
+                                cfg.data.sample_rate, prefix="valid/")
     return metrics
+
+
+def validation_history_figure(validations: list[dict], stems: tuple[str, ...]) -> np.ndarray:
+    """Each stem's validation SI-SDR over the rounds so far, as an RGB image."""
+    present = [s for s in stems if all(f"{s}/si_sdr" in v for v in validations)]
+    return metric_history_figure([v["step"] for v in validations],
+                                 {s: [v[f"{s}/si_sdr"] for v in validations] for s in present},
+                                 "validation SI-SDR (dB)")
 
 
 def call_length(step: int, cfg: ExperimentConfig) -> int:
@@ -305,7 +382,7 @@ def _log_batch_audio(logger, step, state, raw, stems, sample_rate) -> None:
     names = [s for s, p in zip(stems, present, strict=True) if p]
     logger.separation_audio(step, raw["mixture"][0], raw["targets"][0][present], estimates[present], names,
                             sample_rate, prefix="train/")
-    logger.spectrograms(step, raw["targets"][0][present], estimates[present], names, prefix="train/")
+    logger.spectrograms(step, raw["targets"][0][present], estimates[present], names, sample_rate, prefix="train/")
 
 
 def replace(config: ExperimentConfig, **sections) -> ExperimentConfig:

@@ -1,5 +1,12 @@
-"""The optimiser an OptimConfig describes: clipping, AdamW, a schedule, optional accumulation."""
+"""The optimiser an OptimConfig describes: clipping, AdamW, a schedule, optional accumulation.
 
+Reduce-on-plateau (`schedule="plateau"`) is not part of the optimiser: it watches validation rounds, not steps.
+Its state lives in `TrainState.plateau`, `after_validation` advances it once per round, and the train step
+scales every update by its `scale`.
+"""
+
+import jax
+import jax.numpy as jnp
 import optax
 
 from sepjax.train.config import OptimConfig
@@ -28,19 +35,52 @@ def make_optimizer(lr: float | optax.Schedule = 3e-4, weight_decay: float = 1e-2
     return optax.flatten(optax.chain(*clipped_adamw(lr, weight_decay, clip_norm)))
 
 
-def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """`clipped_adamw` with the config's schedule [→ reduce-on-plateau of the training loss]; wrapped for
-    accumulation; on the parameters as one flat vector, as `make_optimizer`."""
-    parts = clipped_adamw(learning_rate(config, total_steps), config.weight_decay, config.clip_norm)
-    if config.schedule == "plateau":
-        parts.append(optax.contrib.reduce_on_plateau(factor=0.5, patience=config.plateau_patience,
-                                                     accumulation_size=50))
-    optimizer = optax.chain(*parts)
+def build_optimizer(config: OptimConfig, total_steps: int, frozen=None) -> optax.GradientTransformation:
+    """`clipped_adamw` with the config's schedule; wrapped for accumulation; on the parameters as one flat
+    vector, as `make_optimizer`. `frozen` (a tree of bools over the parameters, `init_from.frozen_mask`) keeps
+    the parameters it marks where they are."""
+    optimizer = optax.chain(*clipped_adamw(learning_rate(config, total_steps), config.weight_decay,
+                                           config.clip_norm))
     if config.grad_accum > 1:
         optimizer = optax.MultiSteps(optimizer, every_k_schedule=config.grad_accum).gradient_transformation()
-    return optax.flatten(optimizer)
+    if frozen is None or not any(jax.tree.leaves(frozen)):
+        return optax.flatten(optimizer)
+    return optax.chain(optax.flatten(optimizer), zero_frozen(frozen))
 
 
-def current_lr(config: OptimConfig, total_steps: int, step: int) -> float:
+def zero_frozen(frozen) -> optax.GradientTransformation:
+    """Set the updates of the parameters `frozen` marks to zero (weight decay included: they do not move)."""
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda u, f: jnp.zeros_like(u) if f else u, updates, frozen), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def plateau(patience: int) -> optax.GradientTransformationExtraArgs:
+    """Halve the learning rate after `patience` validation rounds without a lower loss (one round, one value)."""
+    return optax.contrib.reduce_on_plateau(factor=0.5, patience=patience, accumulation_size=1)
+
+
+def initial_plateau(config: OptimConfig) -> optax.OptState | None:
+    """The plateau state a new run starts with; None unless `schedule="plateau"`."""
+    return plateau(config.plateau_patience).init(jnp.zeros(())) if config.schedule == "plateau" else None
+
+
+@jax.jit(static_argnums=0)
+def _plateau_round(patience: int, state: optax.OptState, loss: jax.Array) -> optax.OptState:
+    return plateau(patience).update(jnp.zeros(()), state, value=loss)[1]
+
+
+def after_validation(config: OptimConfig, state: optax.OptState | None, metric: float) -> optax.OptState | None:
+    """The plateau state after one validation round whose metric (higher is better) was `metric`."""
+    if state is None:
+        return None
+    return _plateau_round(config.plateau_patience, state, jnp.asarray(-metric, jnp.float32))
+
+
+def current_lr(config: OptimConfig, total_steps: int, step: int, plateau_state: optax.OptState | None = None
+               ) -> float:
     schedule = learning_rate(config, total_steps)
-    return float(schedule(step)) if callable(schedule) else float(schedule)
+    lr = float(schedule(step)) if callable(schedule) else float(schedule)
+    return lr if plateau_state is None else lr * float(plateau_state.scale)

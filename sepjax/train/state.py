@@ -9,7 +9,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from sepjax.models.training import parameters
+from sepjax.models.base import parameters
 
 
 class Batch(NamedTuple):
@@ -29,7 +29,8 @@ class Batch(NamedTuple):
 
 
 class TrainState(eqx.Module):
-    """Everything a step reads and replaces: step count, model, optimiser state, EMA weights, RNG key."""
+    """Everything a step reads and replaces: step count, model, optimiser state, EMA weights, RNG key, and the
+    reduce-on-plateau state when the schedule has one."""
 
     step: Int[Array, ""]
     model: eqx.Module
@@ -37,13 +38,15 @@ class TrainState(eqx.Module):
     ema: eqx.Module | None
     """Exponential moving average of the model's weights; None when disabled."""
     key: PRNGKeyArray
+    plateau: optax.OptState | None = None
+    """`optim.plateau`'s state, advanced once per validation round; its `scale` multiplies every update."""
 
     @classmethod
     def create(cls, model: eqx.Module, optimizer: optax.GradientTransformation, *,
-               key: PRNGKeyArray, ema: bool = False) -> "TrainState":
+               key: PRNGKeyArray, ema: bool = False, plateau: optax.OptState | None = None) -> "TrainState":
         opt_state = optimizer.init(parameters(model))
         average = jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, model) if ema else None
-        return cls(jnp.zeros((), jnp.int32), model, opt_state, average, key)
+        return cls(jnp.zeros((), jnp.int32), model, opt_state, average, key, plateau)
 
     def step_key(self) -> PRNGKeyArray:
         """This step's RNG: the run key with the step count folded in."""

@@ -13,8 +13,18 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from sepjax.losses import CompositeLossConfig, aux_loss_weight, multi_loss
-from sepjax.models.training import trainable, training_forward
+from sepjax.models.base import Separator, trainable
+from sepjax.nn.stateful_norm import BATCH_AXIS
 from sepjax.train.state import Batch, TrainState
+
+
+def training_forward(model: Separator, mixtures: Array, keys: Array | None) -> tuple[Array, Array | None, Any]:
+    """Training-mode forward over a batch: (estimates (B, J, C, T), aux (B, R, J, C, T) or None, new stats).
+
+    The batch is one named vmap axis, so BatchNorm statistics cover the whole (global) batch.
+    """
+    return jax.vmap(lambda x, k: model.forward(x, inference=False, key=k), axis_name=BATCH_AXIS,
+                    out_axes=(0, 0, None))(mixtures, keys)
 
 
 def batch_loss(model: eqx.Module, batch: Batch, key: PRNGKeyArray | None, loss_config: CompositeLossConfig,
@@ -44,7 +54,7 @@ def train_steps(optimizer: optax.GradientTransformation, state: TrainState, batc
     leading axis. Returns the final state and each metric stacked per step. Donates `state` like `train_step`.
 
     On XLA:CPU every call maps its scratch memory afresh, and faulting it in takes about a quarter of a
-    design-card step's CPU time: one call of 8 steps pays that once.
+    dual-path SepReformer step's CPU time: one call of 8 steps pays that once.
     """
     return _donating_steps(batches, state, optimizer, loss_config, ema_decay)
 
@@ -82,7 +92,12 @@ def _update(batch: Batch, state: TrainState, optimizer: optax.GradientTransforma
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grads)
-    updates, opt_state = optimizer.update(grads, state.opt_state, params, value=loss)
+    # optax's Adam raises its betas (Python floats) to the int32 step count, a promotion that JAX's strict mode
+    # refuses; sepjax's own arithmetic stays under whatever mode the caller chose.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+    if state.plateau is not None:
+        updates = jax.tree.map(lambda u: u * state.plateau.scale.astype(u.dtype), updates)
     model = eqx.apply_updates(state.model, updates).with_stats(stats)
 
     def keep_if_finite(new, old):
@@ -98,4 +113,4 @@ def _update(batch: Batch, state: TrainState, optimizer: optax.GradientTransforma
         ema = keep_if_finite(eqx.combine(blended, ema_rest).with_stats(stats), ema)
     metrics = {"loss": loss, "grad_norm": grad_norm, **terms, "si_sdr": -terms["neg_si_sdr"],
                "skipped": (~finite).astype(jnp.int32)}
-    return TrainState(state.step + 1, model, opt_state, ema, state.key), metrics
+    return TrainState(state.step + 1, model, opt_state, ema, state.key, state.plateau), metrics

@@ -5,8 +5,8 @@ import numpy as np
 
 from sepjax.audio import to_channels
 from sepjax.data.index import Track, load_track
+from sepjax.inference.separate import BatchedModel, InferenceConfig, separate_array
 from sepjax.metrics import sdr, si_sdr
-from sepjax.separate import BatchedModel, InferenceConfig, separate_array
 
 
 def validate(model: eqx.Module, tracks: list[Track], stem_names: tuple[str, ...], sample_rate: int,

@@ -18,7 +18,7 @@ import soxr
 from sepjax.audio import SUBTYPES, AudioError, info, to_channels
 from sepjax.errors import InputError, OutputExistsError
 from sepjax.files import staged_directory
-from sepjax.separate import InferenceConfig, ModelFn, NormStats, separate_stream
+from sepjax.inference.separate import InferenceConfig, ModelFn, NormStats, separate_stream
 
 BLOCK_SECONDS = 4.0
 

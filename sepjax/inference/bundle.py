@@ -1,4 +1,9 @@
-"""A trained model as one directory: bundle.json (config, stem names, sample rate, version) + weights.eqx."""
+"""A trained model as one directory: bundle.json (format version, config, stem names, sample rate) + weights.eqx.
+
+Format 2 records `format_version`. Format 1 (no `format_version`) has the same weights layout and an older
+config: its `attention_impl` may be "auto" or "head_major", which chose kernels by backend, and it has no
+`kernels` field. It loads as the reference kernels with XLA attention, which compute the same function.
+"""
 
 import json
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ from sepjax.models import ModelConfig, build_model, config_from_dict
 
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.eqx"
+FORMAT_VERSION = 2
 
 
 class BundleError(InputError):
@@ -42,7 +48,8 @@ def save_bundle(path: str | Path, model: eqx.Module, stem_names: tuple[str, ...]
         raise BundleError(f"{len(stem_names)} stem names for a model with {config.num_stems} stems")
     if chunk_seconds is not None and not chunk_seconds > 0:
         raise BundleError(f"chunk_seconds must be positive, got {chunk_seconds}")
-    meta = {"config": config.to_dict(), "stem_names": list(stem_names), "sample_rate": int(sample_rate),
+    meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "stem_names": list(stem_names),
+            "sample_rate": int(sample_rate),
             "sepjax_version": __version__}
     if chunk_seconds is not None:
         meta["chunk_seconds"] = float(chunk_seconds)
@@ -62,9 +69,15 @@ def load_bundle(path: str | Path) -> Bundle:
             raise BundleError(f"{path}: bundle is missing {name}")
     try:
         meta = json.loads((path / META_FILE).read_text())
-        config = config_from_dict(meta["config"])
+        version = int(meta.get("format_version", 1))
+        if version > FORMAT_VERSION:
+            raise BundleError(f"{path / META_FILE}: bundle format {version} is newer than this sepjax "
+                              f"{__version__} reads (format {FORMAT_VERSION}); upgrade sepjax")
+        config = config_from_dict(meta["config"] if version == FORMAT_VERSION else _format_1_config(meta["config"]))
         stems, rate = tuple(meta["stem_names"]), int(meta["sample_rate"])
         chunk_seconds = None if meta.get("chunk_seconds") is None else float(meta["chunk_seconds"])
+    except BundleError:
+        raise
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise BundleError(f"{path / META_FILE}: unreadable bundle metadata ({err})") from err
     if len(stems) != config.num_stems:
@@ -73,5 +86,14 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         model = eqx.tree_deserialise_leaves(path / WEIGHTS_FILE, skeleton)
     except Exception as err:
-        raise BundleError(f"{path / WEIGHTS_FILE}: weights do not match the config in {META_FILE} ({err})") from err
+        raise BundleError(f"{path / WEIGHTS_FILE}: weights do not match the config in {META_FILE} "
+                          f"(bundle format {version}, this sepjax reads format {FORMAT_VERSION}: {err})") from err
     return Bundle(model, config, stems, rate, meta.get("sepjax_version", "unknown"), chunk_seconds)
+
+
+def _format_1_config(config: dict) -> dict:
+    """A format-1 config in format 2: backend-chosen attention becomes XLA attention with the reference kernels."""
+    config = dict(config)
+    if config.get("attention_impl") in ("auto", "head_major"):
+        config["attention_impl"] = "xla"
+    return config

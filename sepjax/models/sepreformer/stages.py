@@ -10,22 +10,17 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from sepjax.models.config import SepReformerConfig
-from sepjax.nn.activation import Activation
-from sepjax.nn.cla import LocalBlock
-from sepjax.nn.cross_speaker import CrossSpeakerBlock
-from sepjax.nn.dense import dense, glu
+from sepjax.models.sepreformer.blocks import CrossSpeakerBlock, GlobalBlock, LocalBlock
+from sepjax.models.sepreformer.config import SepReformerConfig
+from sepjax.nn.activation import Activation, glu
 from sepjax.nn.depthwise import DepthwiseConv
-from sepjax.nn.ega import GlobalBlock
+from sepjax.nn.keys import split_keys
+from sepjax.nn.linear import linear
 from sepjax.nn.norm import GroupNorm1
 from sepjax.nn.stateful_norm import BATCH_AXIS, StatefulNorm
 
 STEM_AXIS = "stem"
 """The vmap axis name of the decoder's shared-weight streams; decoder BatchNorms average over it too."""
-
-
-def split_keys(key: PRNGKeyArray | None, count: int) -> list[PRNGKeyArray | None]:
-    return [None] * count if key is None else list(jax.random.split(key, count))
 
 
 def maybe_remat(fn: Callable[..., Any], remat: bool) -> Callable[..., Any]:
@@ -79,7 +74,7 @@ class EncoderStage(eqx.Module):
         keys = split_keys(key, len(self.blocks))
         for block, k in zip(self.blocks, keys, strict=True):
             if isinstance(block, GlobalBlock):
-                x = maybe_remat(lambda h, kk, b=block: b(h, positions, key=kk), self.remat)(x, k)
+                x = maybe_remat(lambda h, kk, b=block: b(h, positions, inference=inference, key=kk), self.remat)(x, k)
             else:
                 x, state = maybe_remat(lambda h, s, kk, b=block: b(h, s, inference=inference, key=kk),
                                        self.remat)(x, state, k)
@@ -106,7 +101,7 @@ class SpeakerSplit(eqx.Module):
 
     def __call__(self, x: Float[Array, "time dim"]) -> Float[Array, "stems time dim"]:
         time, dim = x.shape
-        h = dense(self.shrink, glu(dense(self.expand, x)))
+        h = linear(self.shrink, glu(linear(self.expand, x)))
         return self.norm(jnp.swapaxes(h.reshape(time, self.num_stems, dim), 0, 1))
 
 
@@ -132,13 +127,13 @@ class DecoderStage(eqx.Module):
                  state: eqx.nn.State, *, inference: bool, key: PRNGKeyArray | None = None):
         stems, time = skip.shape[0], skip.shape[1]
         up = jnp.repeat(x, time // x.shape[1], axis=1)
-        h = dense(self.fuse, jnp.concatenate([up, skip], axis=-1))
+        h = linear(self.fuse, jnp.concatenate([up, skip], axis=-1))
         for (glob, loc, cs), k in zip(self.rounds, split_keys(key, len(self.rounds)), strict=True):
             k_g, k_l, k_cs = split_keys(k, 3)
             k_g, k_l = (None, None) if k is None else (jax.random.split(k_g, stems), jax.random.split(k_l, stems))
 
             def run_global(h, keys, glob=glob):
-                return jax.vmap(lambda s, kk: glob(s, positions, key=kk))(h, keys)
+                return jax.vmap(lambda s, kk: glob(s, positions, inference=inference, key=kk))(h, keys)
 
             def run_local(h, state, keys, loc=loc):
                 return jax.vmap(lambda s, kk: loc(s, state, inference=inference, key=kk), axis_name=STEM_AXIS,
@@ -146,7 +141,7 @@ class DecoderStage(eqx.Module):
 
             h = maybe_remat(run_global, self.remat)(h, k_g)
             h, state = maybe_remat(run_local, self.remat)(h, state, k_l)
-            h = maybe_remat(lambda h, kk, cs=cs: cs(h, key=kk), self.remat)(h, k_cs)
+            h = maybe_remat(lambda h, kk, cs=cs: cs(h, inference=inference, key=kk), self.remat)(h, k_cs)
         return h, state
 
 
@@ -165,5 +160,5 @@ class OutputLayer(eqx.Module):
 
     def __call__(self, x: Float[Array, "time dim"], encoded: Float[Array, "time channels"]
                  ) -> Float[Array, "time channels"]:
-        y = dense(self.down, glu(dense(self.up, x)))
+        y = linear(self.down, glu(linear(self.up, x)))
         return jax.nn.relu(y) * encoded if self.masked else y

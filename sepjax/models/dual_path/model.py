@@ -1,4 +1,4 @@
-"""The design-card SepReformer, block by block.
+"""The tutorial's dual-path SepReformer, block by block.
 
     mixture (C_in, T)
       → ConvEncoder (K16 S8, GELU)            (L, dim)
@@ -15,16 +15,16 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.framing import fit_length
-from sepjax.models.config import DualPathConfig
+from sepjax.models.base import Separator
+from sepjax.models.dual_path.blocks import DualPathBlock, GLUSplit
+from sepjax.models.dual_path.config import DualPathConfig
 from sepjax.nn.conv import ConvDecoder, ConvEncoder
-from sepjax.nn.dual_path import DualPathBlock
 from sepjax.nn.keys import split_keys
-from sepjax.nn.split import GLUSplit
 from sepjax.nn.stack import cast_floating, scan_blocks, stacked
 
 
-class DualPathSepReformer(eqx.Module):
-    """One example in, `num_stems` waveforms out; callers `jax.vmap` over the batch."""
+class DualPathSepReformer(Separator):
+    """One example in, `num_stems` waveforms out; callers `jax.vmap` over the batch. No normalisation statistics."""
 
     encoder: ConvEncoder
     sep_blocks: DualPathBlock
@@ -38,10 +38,9 @@ class DualPathSepReformer(eqx.Module):
         c = config
 
         def block(k):
-            return DualPathBlock(
-                c.dim, c.heads, c.ff_dim, c.chunk_size, dropout=c.dropout,
-                layer_scale_init=c.layer_scale_init, attention_impl=c.attention_impl, key=k,
-            )
+            return DualPathBlock(c.dim, c.heads, c.ff_dim, c.chunk_size, dropout=c.dropout,
+                                 layer_scale_init=c.layer_scale_init, attention_impl=c.attention_impl,
+                                 kernels=c.kernels, key=k)
 
         self.encoder = ConvEncoder(c.in_channels, c.dim, c.encoder_kernel, c.encoder_stride, key=k_enc)
         self.sep_blocks = stacked(block, c.num_sep_blocks, key=k_sep)
@@ -50,9 +49,8 @@ class DualPathSepReformer(eqx.Module):
         self.decoder = ConvDecoder(c.dim, c.out_channels, c.encoder_kernel, c.encoder_stride, key=k_dec)
         self.config = config
 
-    def __call__(
-        self, mixture: Float[Array, "in_channels time"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "stems out_channels time"]:
+    def forward(self, mixture: Float[Array, "in_channels time"], *, inference: bool,
+                key: PRNGKeyArray | None = None) -> tuple[Float[Array, "stems out_channels time"], None, None]:
         c = self.config
         if mixture.shape[0] != c.in_channels:
             raise ValueError(f"expected {c.in_channels} input channel(s), got shape {mixture.shape}")
@@ -65,19 +63,12 @@ class DualPathSepReformer(eqx.Module):
         model = cast_floating(self, compute)
         k_sep, k_rec = split_keys(key)
 
-        h = model.encoder(mixture.astype(compute))
+        def run(blk, x, k):
+            return blk(x, inference=inference, key=k)
+
         unroll = c.unroll_blocks and not c.remat
-        h = scan_blocks(model.sep_blocks, h, lambda blk, x, k: blk(x, key=k), key=k_sep, remat=c.remat, unroll=unroll)
-        streams = model.split(h)
-
-        streams = scan_blocks(model.rec_blocks, streams, lambda blk, x, k: blk(x, key=k), key=k_rec, remat=c.remat,
-                              unroll=unroll)
+        h = model.encoder(mixture.astype(compute))
+        h = scan_blocks(model.sep_blocks, h, run, key=k_sep, remat=c.remat, unroll=unroll)
+        streams = scan_blocks(model.rec_blocks, model.split(h), run, key=k_rec, remat=c.remat, unroll=unroll)
         waves = jax.vmap(model.decoder)(streams)
-        return fit_length(waves, length).astype(mixture.dtype)
-
-    def train_forward(self, mixture: Float[Array, "in_channels time"], *, key: PRNGKeyArray | None = None):
-        """Training mode, in the shape every family returns: (estimates, no auxiliary outputs, no state)."""
-        return self(mixture, key=key), None, None
-
-    def with_stats(self, stats: None) -> "DualPathSepReformer":
-        return self
+        return fit_length(waves, length).astype(mixture.dtype), None, None

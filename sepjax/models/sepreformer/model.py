@@ -14,8 +14,8 @@ training, R auxiliary heads (one on each decoder stage's input: nearest upsampli
 output layer and a decoder of their own) give the multi-loss outputs.
 
 `SepReformer` pairs the network with its `eqx.nn.State` (BatchNorm running statistics), so that
-`model(mixture)` is inference everywhere, like every other model family; `train_forward` runs
-training mode and returns the new state, for the train step to store back with `with_stats`.
+`model(mixture)` is inference, as in every family; `forward(mixture, inference=False, key=key)` runs
+training mode and returns the new statistics, for the train step to store back with `with_stats`.
 """
 
 import equinox as eqx
@@ -24,12 +24,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.framing import fit_length
-from sepjax.models.config import SepReformerConfig
-from sepjax.models.sepreformer_stages import DecoderStage, EncoderStage, OutputLayer, SpeakerSplit, split_keys
+from sepjax.models.base import Separator
+from sepjax.models.sepreformer.blocks import RelativePositionKeys
+from sepjax.models.sepreformer.config import SepReformerConfig
+from sepjax.models.sepreformer.stages import DecoderStage, EncoderStage, OutputLayer, SpeakerSplit
 from sepjax.nn.conv import ConvDecoder, ConvEncoder
-from sepjax.nn.dense import dense
+from sepjax.nn.keys import split_keys
+from sepjax.nn.linear import linear
 from sepjax.nn.norm import GroupNorm1
-from sepjax.nn.relative_attention import RelativePositionKeys
 from sepjax.nn.stack import cast_floating
 from sepjax.nn.stateful_norm import StatefulNorm
 
@@ -101,7 +103,7 @@ class SepReformerNetwork(eqx.Module):
 
         encoded = net.encoder(mixture.astype(compute))
         frames = encoded.shape[0]
-        h = dense(net.project, net.project_norm(encoded))
+        h = linear(net.project, net.project_norm(encoded))
         unit = 2**r
         padded = -(-frames // unit) * unit
         h = jnp.pad(h, [(0, padded - frames), (0, 0)])
@@ -132,7 +134,7 @@ class SepReformerNetwork(eqx.Module):
         return estimates.astype(mixture.dtype), aux, state
 
 
-class SepReformer(eqx.Module):
+class SepReformer(Separator):
     """The network and its normalisation statistics; `model(mixture)` separates (inference mode)."""
 
     network: SepReformerNetwork
@@ -145,16 +147,10 @@ class SepReformer(eqx.Module):
     def config(self) -> SepReformerConfig:
         return self.network.config
 
-    def __call__(self, mixture: Float[Array, "in_channels time"], *, key: PRNGKeyArray | None = None
-                 ) -> Float[Array, "stems out_channels time"]:
-        estimates, _, _ = self.network(mixture, self.stats, inference=True, key=key)
-        return estimates
-
-    def train_forward(self, mixture: Float[Array, "in_channels time"], *, key: PRNGKeyArray | None = None):
-        """Training mode: (estimates, auxiliary estimates or None, new stats). BatchNorm statistics come from
-        the whole batch, so call this under `jax.vmap(..., axis_name="batch")` (see `models.forward`)."""
+    def forward(self, mixture: Float[Array, "in_channels time"], *, inference: bool,
+                key: PRNGKeyArray | None = None):
+        """(estimates, auxiliary estimates in training mode or None, statistics). Training mode takes BatchNorm
+        statistics from the whole batch: call it under `jax.vmap(..., axis_name="batch")`
+        (`sepjax.train.step.training_forward`)."""
         stats = jax.tree.map(lambda x: x, self.stats)  # a fresh State: eqx invalidates the one it updates
-        return self.network(mixture, stats, inference=False, key=key)
-
-    def with_stats(self, stats: eqx.nn.State) -> "SepReformer":
-        return eqx.tree_at(lambda m: m.stats, self, stats)
+        return self.network(mixture, stats, inference=inference, key=key)

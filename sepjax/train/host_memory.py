@@ -1,19 +1,17 @@
-"""Opt-in: keep freed host memory in the process on CPU-only machines, so XLA:CPU stops re-faulting its buffers.
+"""Opt-in process settings for long CPU runs: keep freed host memory, so XLA:CPU stops re-faulting its buffers.
 
 XLA:CPU allocates each step's temporaries with `malloc`. glibc serves large blocks with `mmap` and
 unmaps them on `free`, so every step pays page faults and kernel zero-filling for its whole working
-set (on a 2-core VM: ~250k faults and ~20% of a design-card train step). With one arena, no `mmap`
-for large blocks and no trimming, freed blocks stay in the heap and the next step reuses them.
-
-Measured on that VM: design-card train steps ~25% shorter, compiles ~45% longer (one arena for all
-compiler threads), and the process keeps its peak resident memory. So it pays for long CPU runs,
-not for compile-bound ones (tests, notebooks), and is off unless `SEPJAX_KEEP_HOST_MEMORY=1`.
+set. With one arena, no `mmap` for large blocks and no trimming, freed blocks stay in the heap and the next
+step reuses them. Compiles take longer (one arena for all compiler threads) and the process keeps its peak
+resident memory, so it pays for long CPU runs, not for compile-bound ones (tests, notebooks), and is off
+unless `SEPJAX_KEEP_HOST_MEMORY=1`.
 
 The lighter alternative: glibc (2.35+) backs its large blocks with transparent huge pages, so the same
-working set faults in 2 MiB pages instead of 4 KiB ones. Freed memory still goes back to the system and
-compile times stay about the same (design-card train step ~20% shorter on the same VM). glibc reads
-GLIBC_TUNABLES when a process starts, so it goes into a process's environment before it starts: `make demo`
-sets it, and `with_huge_pages` builds such an environment for subprocesses (the benchmark's `--huge-pages`).
+working set faults in 2 MiB pages instead of 4 KiB ones, freed memory still goes back to the system and
+compile times stay the same. glibc reads GLIBC_TUNABLES when a process starts, so it goes into a process's
+environment before it starts: `make demo` sets it, and `with_huge_pages` builds such an environment for
+subprocesses (the benchmark's `--huge-pages`). docs/performance.md has the measured effect of both.
 """
 
 import ctypes

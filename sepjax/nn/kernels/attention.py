@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from sepjax.nn.dense import transposed_product
+from sepjax.nn.kernels.projection import transposed_product
 
 
 def _probabilities(q_scaled: Float[Array, "*lead h t d"], k: Float[Array, "*lead h s d"]

@@ -8,6 +8,7 @@ normally the chunked inference core around a bundle's model.
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from sepjax.data.index import Track, TrackIndex, load_track
 from sepjax.errors import InputError, OutputExistsError
+from sepjax.figures import save_png, spectrogram_figure
 from sepjax.files import write_text_atomic
 from sepjax.metrics import METRIC_NAMES, aggregate, track_metrics
 
@@ -32,10 +34,16 @@ def markdown_table(summary: dict, metrics: tuple[str, ...] = ("sdr", "bss_sdr_v4
     return "\n".join(lines) + "\n"
 
 
+def figure_name(track_id: str) -> str:
+    """A file name for a track's figures that stays inside the output folder whatever the id holds."""
+    return "track_" + re.sub(r"[^A-Za-z0-9_-]", "_", track_id)
+
+
 def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tuple[str, ...], sample_rate: int,
              channels: int, out_dir: str | Path, *, overwrite: bool = False, tensorboard_tracks: int = 0,
-             progress: bool = True) -> dict:
-    """Separate and score every track of `split`; write metrics.csv, summary.json and summary.md to `out_dir`."""
+             figure_tracks: int = 1, progress: bool = True) -> dict:
+    """Separate and score every track of `split`; write metrics.csv, summary.json and summary.md to `out_dir`,
+    and spectrogram PNGs (target next to estimate) of the first `figure_tracks` tracks to `out_dir/figures/`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise OutputExistsError(f"{out_dir} is not empty; pass --overwrite to replace its results")
@@ -67,11 +75,17 @@ def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tu
         values = track_metrics(estimates[present], targets[present], mixture, sample_rate)
         for j, stem in enumerate(np.array(stem_names)[present]):
             rows.append({"track": track.track_id, "stem": str(stem), **{m: float(values[m][j]) for m in METRIC_NAMES}})
+        names = [s for s, p in zip(stem_names, present, strict=True) if p]
         if logger is not None and i < tensorboard_tracks:
-            names = [s for s, p in zip(stem_names, present, strict=True) if p]
             logger.separation_audio(i, mixture, targets[present], estimates[present], names, sample_rate,
                                     prefix=f"eval/{track.track_id}/")
-            logger.spectrograms(i, targets[present], estimates[present], names, prefix=f"eval/{track.track_id}/")
+            logger.spectrograms(i, targets[present], estimates[present], names, sample_rate,
+                                prefix=f"eval/{track.track_id}/")
+        if i < figure_tracks:
+            (out_dir / "figures").mkdir(exist_ok=True)
+            for name, target, estimate in zip(names, targets[present], estimates[present], strict=True):
+                save_png(spectrogram_figure(target, estimate, sample_rate, f"{track.track_id} {name}"),
+                         out_dir / "figures" / f"{figure_name(track.track_id)}_{name}.png")
     if logger is not None:
         logger.close()
     summary = aggregate(rows)
