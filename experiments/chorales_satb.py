@@ -3,7 +3,7 @@ Bach-chorale corpus (soprano, alto, tenor, bass) at 8 kHz.
 
 Data: the corpus rendered by `sepjax data chorales data/chorales --sample-rate 16000`, read at 8 kHz in 2 s
 segments with gain, remix and time-shift augmentation. Model: dim 64, 4 heads, feed-forward 256, chunks of 32
-frames, 2 separation and 2 reconstruction blocks (about 0.3M parameters). Sized for a few hours on a 2-core CPU.
+frames, 2 separation and 2 reconstruction blocks (428k parameters). Sized for hours on a 2-core CPU.
 
     python benchmarks/quality.py experiments/chorales_satb.py --out runs/chorales-satb
     sepjax train experiments/chorales_satb.py [--train.steps 4000 ...]
