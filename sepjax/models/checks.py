@@ -9,6 +9,17 @@ from sepjax.errors import InputError
 DType = Literal["float32", "bfloat16"]
 
 
+class ConfigMethods:
+    """What every family's frozen config dataclass offers besides its fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with `changes` applied, checked again by the config's `__post_init__`."""
+        return dataclasses.replace(self, **changes)
+
+
 def check_model_config(config: Any, positive: tuple[str, ...], problems: list[str]) -> None:
     """What every family's config must satisfy, plus the family's own `problems`: heads divide dim, sizes are
     positive, dropout is a probability below 1, and each `Literal` field holds one of its choices."""

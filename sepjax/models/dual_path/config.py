@@ -1,16 +1,15 @@
 """The configuration of the tutorial's dual-path SepReformer."""
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from sepjax.models.checks import DType, check_model_config
+from sepjax.models.checks import ConfigMethods, DType, check_model_config
 from sepjax.nn.attention import AttentionImpl
 from sepjax.nn.kernels import Kernels
 
 
 @dataclass(frozen=True)
-class DualPathConfig:
+class DualPathConfig(ConfigMethods):
     """The dual-path SepReformer of the tutorial (seeds/003): conv encoder, dual-path blocks, GLU split, decoders."""
 
     family: Literal["dual_path"] = "dual_path"
@@ -46,9 +45,3 @@ class DualPathConfig:
         check_model_config(self, ("dim", "heads", "ff_dim", "chunk_size", "num_sep_blocks", "num_rec_blocks",
                                   "encoder_kernel", "encoder_stride", "num_stems", "in_channels", "out_channels"),
                            rope)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes: Any) -> "DualPathConfig":
-        return dataclasses.replace(self, **changes)

@@ -1,15 +1,14 @@
 """The configuration of the paper's SepReformer."""
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from sepjax.models.checks import DType, check_model_config
+from sepjax.models.checks import ConfigMethods, DType, check_model_config
 from sepjax.nn.attention import AttentionImpl
 
 
 @dataclass(frozen=True)
-class SepReformerConfig:
+class SepReformerConfig(ConfigMethods):
     """The paper's asymmetric SepReformer (NeurIPS 2024): separation encoder, speaker split, reconstruction decoder.
 
     Defaults are SepReformer-B for 8 kHz two-speaker speech; the registry holds T, B, L and tiny.
@@ -57,9 +56,3 @@ class SepReformerConfig:
         check_model_config(self, ("dim", "num_stages", "heads", "encoder_channels", "encoder_kernel",
                                   "encoder_stride", "local_kernel", "down_kernel", "max_relative_position",
                                   "num_stems", "in_channels", "out_channels"), odd)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes: Any) -> "SepReformerConfig":
-        return dataclasses.replace(self, **changes)
