@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from train_helpers import tiny_experiment
 
-from sepjax.inference.bundle import save_bundle
+from sepjax.inference.bundle import BundleError, save_bundle
 from sepjax.models import build_model, get_config
 from sepjax.train.config import ConfigError
 from sepjax.train.init_from import array_paths, frozen_mask, initialise_from
@@ -42,9 +42,19 @@ def test_another_stem_count_is_refused_by_name_or_loaded_in_part(source):
                                   build_model(TINY, key=jax.random.PRNGKey(7)).encoder.conv.weight)
 
 
-def test_a_freeze_pattern_that_matches_nothing_is_an_error():
+def test_a_freeze_pattern_that_matches_nothing_or_does_not_parse_is_an_error():
+    model = build_model(TINY, key=jax.random.PRNGKey(0))
     with pytest.raises(ConfigError, match="no parameter path matches"):
-        frozen_mask(build_model(TINY, key=jax.random.PRNGKey(0)), (r"^\.decoderz",))
+        frozen_mask(model, (r"^\.decoderz",))
+    with pytest.raises(ConfigError, match=r"'\(encoder': not a regular expression"):
+        frozen_mask(model, ("(encoder",))
+
+
+def test_an_unknown_source_is_an_error_before_the_run_folder_exists(tmp_path):
+    config = replace(tiny_experiment(tmp_path), train={"init_from": str(tmp_path / "nowhere")})
+    with pytest.raises(BundleError, match="nowhere: no such bundle folder"):
+        train(config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_fine_tuning_moves_only_the_parameters_not_frozen(tmp_path, source):

@@ -74,7 +74,12 @@ def frozen_mask(model: eqx.Module, patterns: tuple[str, ...]) -> eqx.Module:
     """True for each trainable parameter whose path matches one of the regular expressions `patterns`."""
     if not patterns:
         return jax.tree.map(lambda _: False, eqx.filter(model, trainable(model)))
-    compiled = [re.compile(p) for p in patterns]
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as err:
+            raise ConfigError(f"--train.freeze {pattern!r}: not a regular expression ({err})") from err
     params = eqx.filter(model, trainable(model))
     mask = jax.tree_util.tree_map_with_path(
         lambda path, _: any(c.search(jax.tree_util.keystr(path)) for c in compiled), params)
