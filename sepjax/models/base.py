@@ -29,6 +29,8 @@ class Separator(eqx.Module):
 
     config: eqx.AbstractVar[Any]
     """The frozen config the model was built from."""
+    stats: eqx.AbstractVar[eqx.nn.State | None]
+    """Normalisation statistics, or None for a family without any."""
 
     @abc.abstractmethod
     def forward(self, mixture: Float[Array, "in_channels time"], *, inference: bool,
@@ -40,12 +42,11 @@ class Separator(eqx.Module):
         return self.forward(mixture, inference=True)[0]
 
     def with_stats(self, stats: eqx.nn.State | None) -> "Separator":
-        """The model holding the statistics a training forward returned; a family without any returns None."""
-        if stats is None:
-            if hasattr(self, "stats"):
-                raise ValueError(f"{type(self).__name__} keeps normalisation statistics; got None")
-            return self
-        return eqx.tree_at(lambda m: m.stats, self, stats)
+        """The model holding the statistics a training forward returned (None, for a family without any)."""
+        if (stats is None) != (self.stats is None):
+            raise ValueError(f"{type(self).__name__} keeps {'no' if self.stats is None else ''} normalisation "
+                             f"statistics; got {type(stats).__name__}")
+        return self if stats is None else eqx.tree_at(lambda m: m.stats, self, stats)
 
 
 def _is_state(x: Any) -> bool:

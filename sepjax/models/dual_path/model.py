@@ -32,6 +32,7 @@ class DualPathSepReformer(Separator):
     rec_blocks: DualPathBlock
     decoder: ConvDecoder
     config: DualPathConfig = eqx.field(static=True)
+    stats: None = None
 
     def __init__(self, config: DualPathConfig, *, key: PRNGKeyArray):
         k_enc, k_sep, k_split, k_rec, k_dec = jax.random.split(key, 5)
