@@ -145,7 +145,7 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
     key = jax.random.PRNGKey(cfg.train.seed)
     model_key, state_key = jax.random.split(key)
     model = build_model(cfg.model, key=model_key)
-    resuming = cfg.train.resume and (Path(cfg.train.run_dir) / "config.json").exists()
+    resuming = cfg.train.resume and any((Path(cfg.train.run_dir) / "checkpoints").glob("[0-9]*"))
     if cfg.train.init_from and not resuming:  # a resumed run's weights come from its checkpoint
         model, report = initialise_from(model, cfg.train.init_from, partial=cfg.train.init_partial)
         if jax.process_index() == 0:
