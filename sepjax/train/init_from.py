@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import equinox as eqx
 import jax
-import numpy as np
 
 from sepjax.inference.bundle import load_bundle
 from sepjax.inference.pretrained import resolve_bundle
@@ -90,7 +89,3 @@ def frozen_mask(model: eqx.Module, patterns: tuple[str, ...]) -> eqx.Module:
                           f"{next(iter(array_paths(params)))!r})")
     return mask
 
-
-def count_frozen(mask: eqx.Module, model: eqx.Module) -> int:
-    params = eqx.filter(model, trainable(model))
-    return int(sum(np.size(p) for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask), strict=True) if m))
