@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -51,5 +52,19 @@ def test_weights_that_do_not_fit_name_the_format_version(tmp_path):
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
     meta["config"]["ff_dim"] = 48
     (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="weights do not match .*bundle format 1, this sepjax reads format 2"):
+    with pytest.raises(BundleError, match=f"weights do not match .*bundle format 1, this sepjax reads format "
+                                          f"{FORMAT_VERSION}"):
         load_bundle(tmp_path / "b")
+
+
+def test_a_format_2_paper_model_with_equinox_batch_norm_statistics_evaluates_as_it_did():
+    # Written by the format-2 code after three training forwards: its BatchNorm counters are 3, so inference
+    # divided the stored statistics by 1 − 0.9³. The PyTorch-semantics BatchNorm gets them divided once on load.
+    name = "format2-sepreformer-tiny-trained"
+    assert json.loads((DATA / name / "bundle.json").read_text())["format_version"] == 2
+    bundle = load_bundle(DATA / name)
+    counts = [int(x) for x in jax.tree.leaves(bundle.model.stats) if x.dtype == jnp.int32]
+    assert counts and set(counts) == {3}
+    expected = np.load(DATA / f"{name}-expected.npy")
+    np.testing.assert_allclose(np.asarray(bundle.model(MIXTURE)), expected, rtol=1e-5,
+                               atol=1e-5 * float(np.max(np.abs(expected))))

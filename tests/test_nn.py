@@ -209,3 +209,57 @@ def test_scan_over_stacked_blocks_equals_python_loop(key):
         return eqx.filter_jit(run).lower(blocks, x).as_text()
 
     assert "stablehlo.while" in lowered(False) and "stablehlo.while" not in lowered(True)
+
+
+def torch_batch_norm_reference(x, mean, var, weight, bias, eps=1e-5, momentum=0.1):
+    """PyTorch's BatchNorm1d (train mode) in NumPy float64: x (N, T, C); returns y and the new running stats."""
+    x = x.astype(np.float64)
+    batch_mean = x.mean(axis=(0, 1))
+    batch_var = x.var(axis=(0, 1))
+    n = x.shape[0] * x.shape[1]
+    y = (x - batch_mean) / np.sqrt(batch_var + eps) * weight + bias
+    return y, (1 - momentum) * mean + momentum * batch_mean, (1 - momentum) * var + momentum * batch_var * n / (n - 1)
+
+
+def test_batch_norm_has_pytorch_semantics_in_training_and_eval():
+    from sepjax.nn.batch_norm import BatchNorm
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 50, 4)) * [1.0, 2.0, 0.5, 3.0] + [0.0, 1.0, -2.0, 5.0]).astype(np.float32)
+    layer, state = eqx.nn.make_with_state(BatchNorm)(4, "batch")
+    layer = eqx.tree_at(lambda m: (m.weight, m.bias), layer, (jnp.asarray([1.0, 0.5, 2.0, -1.0]),
+                                                                  jnp.asarray([0.1, 0.0, -0.3, 0.2])))
+    start_mean, start_var, _ = (np.asarray(v) for v in state.get(layer.stats))
+    np.testing.assert_array_equal(start_mean, np.zeros(4))  # PyTorch's initial running statistics
+    np.testing.assert_array_equal(start_var, np.ones(4))
+    train = jax.vmap(lambda e, s: layer(e, s, inference=False), axis_name="batch", in_axes=(0, None),
+                     out_axes=(0, None))
+    y, state = train(jnp.asarray(x), state)
+    want_y, want_mean, want_var = torch_batch_norm_reference(x, start_mean, start_var, np.asarray(layer.weight),
+                                                             np.asarray(layer.bias))
+    # float32 means and variances over 150 values: ~1e-6 relative; the outputs are O(1).
+    np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
+    mean, var, tracked = state.get(layer.stats)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, want_var, rtol=1e-5)  # the unbiased batch variance
+    assert int(tracked) == 1
+    # Eval: the running statistics as they are, with no debiasing by the step count.
+    out, same = layer(jnp.asarray(x[0]), state, inference=True)
+    expected = (x[0] - want_mean) / np.sqrt(want_var + 1e-5) * np.asarray(layer.weight) + np.asarray(layer.bias)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert int(same.get(layer.stats)[2]) == 1
+
+
+def test_batch_norm_averages_over_every_named_axis():
+    from sepjax.nn.batch_norm import BatchNorm
+
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 3, 20, 5)), jnp.float32)  # (batch, stem, T, C)
+    layer, state = eqx.nn.make_with_state(BatchNorm)(5, ("batch", "stem"))
+    inner = jax.vmap(lambda e, s: layer(e, s, inference=False), axis_name="stem", in_axes=(0, None),
+                     out_axes=(0, None))
+    outer = jax.vmap(inner, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+    y, state = outer(x, state)
+    flat = np.asarray(x).reshape(-1, 5)
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, 5), (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(state.get(layer.stats)[1], 0.9 + 0.1 * flat.var(0, ddof=1), rtol=1e-5)

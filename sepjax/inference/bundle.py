@@ -1,8 +1,11 @@
 """A trained model as one directory: bundle.json (format version, config, stem names, sample rate) + weights.eqx.
 
-Format 2 records `format_version`. Format 1 (no `format_version`) has the same weights layout and an older
-config: its `attention_impl` may be "auto" or "head_major", which chose kernels by backend, and it has no
-`kernels` field. It loads as the reference kernels with XLA attention, which compute the same function.
+Format 3 stores the paper model's BatchNorm statistics as PyTorch does (running mean and variance used as
+they are, and a step count). Format 2 stored Equinox's (a counter, and statistics that inference divided by
+1 − 0.9^counter); it loads with the statistics divided once, which normalises exactly as before
+(`models.sepreformer.legacy`). Format 1 (no `format_version`) is format 2 with an older config: its
+`attention_impl` may be "auto" or "head_major", which chose kernels by backend, and it has no `kernels`
+field. It loads as the reference kernels with XLA attention, which compute the same function.
 """
 
 import json
@@ -16,10 +19,12 @@ from sepjax import __version__
 from sepjax.errors import InputError
 from sepjax.files import staged_directory
 from sepjax.models import ModelConfig, build_model, config_from_dict
+from sepjax.models.sepreformer.legacy import load_equinox_batch_norm_weights
 
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.eqx"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+EQUINOX_BATCH_NORM_FORMATS = (1, 2)
 
 
 class BundleError(InputError):
@@ -73,7 +78,7 @@ def load_bundle(path: str | Path) -> Bundle:
         if version > FORMAT_VERSION:
             raise BundleError(f"{path / META_FILE}: bundle format {version} is newer than this sepjax "
                               f"{__version__} reads (format {FORMAT_VERSION}); upgrade sepjax")
-        config = config_from_dict(meta["config"] if version == FORMAT_VERSION else _format_1_config(meta["config"]))
+        config = config_from_dict(meta["config"] if version > 1 else _format_1_config(meta["config"]))
         stems, rate = tuple(meta["stem_names"]), int(meta["sample_rate"])
         chunk_seconds = None if meta.get("chunk_seconds") is None else float(meta["chunk_seconds"])
     except BundleError:
@@ -82,9 +87,11 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{path / META_FILE}: unreadable bundle metadata ({err})") from err
     if len(stems) != config.num_stems:
         raise BundleError(f"{path}: {len(stems)} stem names but the config has {config.num_stems} stems")
-    skeleton = build_model(config, key=jax.random.PRNGKey(0))
     try:
-        model = eqx.tree_deserialise_leaves(path / WEIGHTS_FILE, skeleton)
+        if version in EQUINOX_BATCH_NORM_FORMATS and getattr(config, "norm", None) == "batch":
+            model = load_equinox_batch_norm_weights(path / WEIGHTS_FILE, config)
+        else:
+            model = eqx.tree_deserialise_leaves(path / WEIGHTS_FILE, build_model(config, key=jax.random.PRNGKey(0)))
     except Exception as err:
         raise BundleError(f"{path / WEIGHTS_FILE}: weights do not match the config in {META_FILE} "
                           f"(bundle format {version}, this sepjax reads format {FORMAT_VERSION}: {err})") from err
@@ -92,7 +99,8 @@ def load_bundle(path: str | Path) -> Bundle:
 
 
 def _format_1_config(config: dict) -> dict:
-    """A format-1 config in format 2: backend-chosen attention becomes XLA attention with the reference kernels."""
+    """A format-1 config as later formats have it: backend-chosen attention becomes XLA attention with the
+    reference kernels."""
     config = dict(config)
     if config.get("attention_impl") in ("auto", "head_major"):
         config["attention_impl"] = "xla"
