@@ -18,6 +18,7 @@ the estimate is silent, cannot run to −∞ as −SI-SDR would, and is on the s
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,7 @@ from sepjax.stft import magnitude, stft
 
 EPS = 1e-8
 DEFAULT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+AuxLoss = Literal["main", "stft_magnitude_si_snr"]
 
 
 def _energy(x: Float[Array, "*lead time"]) -> Float[Array, "*lead"]:
@@ -67,6 +69,36 @@ def mr_stft_loss(estimate: Float[Array, "*lead time"], target: Float[Array, "*le
     return sum(stft_loss(estimate, target, n, h) for n, h in resolutions) / len(resolutions)
 
 
+def official_stft_magnitude(x: Float[Array, "*lead time"], n_fft: int, hop: int) -> Float[Array, "*lead freqs frames"]:
+    """The official SepReformer's STFT magnitude: zero-padded on the right to whole hops, no centring, a periodic
+    Hann window, scaled by √(2/3) (for hop = n_fft/4) over ½·n_fft/√hop; √(re² + im² + 1e-10)."""
+    length = -(-x.shape[-1] // hop) * hop
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])])
+    gain = (2.0 / 3.0) ** 0.5 if hop == n_fft // 4 else 1.0
+    spec = stft(x, n_fft, hop, center=False) * (gain / (0.5 * n_fft / hop**0.5))
+    return jnp.sqrt(jnp.real(spec) ** 2 + jnp.imag(spec) ** 2 + 1e-10)
+
+
+def stft_magnitude_si_snr(estimate: Float[Array, "*lead time"], target: Float[Array, "*lead time"],
+                          n_fft: int = 512, hop: int = 128, min_scale: float = 1e-2, eps: float = 1e-12
+                          ) -> Float[Array, "*lead"]:
+    """The paper's auxiliary objective, in dB: SI-SNR between STFT magnitudes.
+
+    Both signals lose their mean; the target is scaled by max(⟨ŝ, s⟩/‖s‖², min_scale) (the clamp keeps an
+    anti-correlated estimate from zeroing the target); then 20·log10(ε + ‖|S|‖ / (‖|Ŝ| − |S|‖ + ε)) with
+    `official_stft_magnitude` and Frobenius norms. Unlike the time-domain loss it is not capped.
+    """
+    estimate = estimate - jnp.mean(estimate, axis=-1, keepdims=True)
+    target = target - jnp.mean(target, axis=-1, keepdims=True)
+    scale = jnp.sum(estimate * target, axis=-1, keepdims=True) / (_energy(target)[..., None] + eps)
+    target = jnp.maximum(scale, min_scale) * target
+    est_mag = official_stft_magnitude(estimate, n_fft, hop)
+    tgt_mag = official_stft_magnitude(target, n_fft, hop)
+    signal = jnp.sqrt(jnp.sum(jnp.square(tgt_mag), axis=(-2, -1)))
+    error = jnp.sqrt(jnp.sum(jnp.square(est_mag - tgt_mag), axis=(-2, -1)))
+    return 20.0 * jnp.log10(eps + signal / (error + eps))
+
+
 def silent_penalty(estimate: Float[Array, "*lead time"], reference_energy: Float[Array, "*lead"],
                    max_silent_db: float = 30.0) -> Float[Array, "*lead"]:
     """Bounded energy penalty for an estimate whose target is silent (formula in the module doc)."""
@@ -95,6 +127,16 @@ class CompositeLossConfig:
     aux_decay_every: int = 1000
     aux_decay: float = 0.8
     """α ← α·aux_decay at aux_decay_start and every aux_decay_every steps after it."""
+    aux_loss: AuxLoss = "main"
+    """The auxiliary heads' loss. 'main': the main loss above. 'stft_magnitude_si_snr': the paper's (the official
+    code's `PIT_SISNR_mag`), −`stft_magnitude_si_snr` at `aux_stft`, with the same permutation rule and
+    silent-stem penalty as the main loss."""
+    aux_stft: tuple[int, int] = (512, 128)
+    """(n_fft, hop) of the 'stft_magnitude_si_snr' auxiliary loss."""
+
+    def __post_init__(self):
+        if self.aux_loss not in ("main", "stft_magnitude_si_snr"):
+            raise ValueError(f"aux_loss {self.aux_loss!r} must be 'main' or 'stft_magnitude_si_snr'")
 
 
 def is_silent(targets: Float[Array, "*batch stems channels time"], config: CompositeLossConfig
@@ -177,20 +219,41 @@ def multi_loss(estimates: Float[Array, "batch stems channels time"],
     loss, terms = composite_loss(estimates, targets, mask, config)
     if aux_estimates is None:
         return loss, terms
-    heads = [composite_loss(aux_estimates[:, h], targets, mask, config)[0] for h in range(aux_estimates.shape[1])]
+    heads = [aux_head_loss(aux_estimates[:, h], targets, mask, config) for h in range(aux_estimates.shape[1])]
     aux = sum(heads) / len(heads)
     return (1 - aux_weight) * loss + aux_weight * aux, {**terms, "main_loss": loss, "aux_loss": aux,
                                                         "aux_weight": jnp.asarray(aux_weight, loss.dtype)}
 
 
-def best_permutation(estimates: Float[Array, "batch stems *rest"], targets: Float[Array, "batch stems *rest"]
-                     ) -> Float[Array, "batch stems *rest"]:
-    """Reorder each example's estimates to the permutation that maximises the mean SI-SDR."""
+def aux_head_loss(estimates: Float[Array, "batch stems channels time"],
+                  targets: Float[Array, "batch stems channels time"], mask: Float[Array, "batch stems"] | None,
+                  config: CompositeLossConfig) -> Float[Array, ""]:
+    """One auxiliary head's loss under `config.aux_loss`."""
+    if config.aux_loss == "main":
+        return composite_loss(estimates, targets, mask, config)[0]
+    n_fft, hop = config.aux_stft
 
     def pair(e, t):
-        return -jnp.mean(si_sdr(e, t))
+        return -jnp.mean(stft_magnitude_si_snr(e, t, n_fft, hop))
 
-    _, perm = pit(pair, jax.lax.stop_gradient(estimates), targets)
+    if config.permutation_invariant:
+        estimates = best_permutation(estimates, targets, pair)
+    values = jax.vmap(jax.vmap(pair))(estimates, targets)
+    silent = is_silent(targets, config)
+    mixture_energy = jnp.sum(jnp.square(jnp.sum(targets, axis=-3)), axis=(-2, -1))
+    penalty = silent_penalty(estimates.reshape(*estimates.shape[:-2], -1),
+                             jnp.broadcast_to(mixture_energy[..., None], silent.shape), config.max_silent_db)
+    return masked_mean(jnp.where(silent, penalty, values), mask)
+
+
+def _negative_si_sdr(estimate: Float[Array, "*rest"], target: Float[Array, "*rest"]) -> Float[Array, ""]:
+    return -jnp.mean(si_sdr(estimate, target))
+
+
+def best_permutation(estimates: Float[Array, "batch stems *rest"], targets: Float[Array, "batch stems *rest"],
+                     pair_loss=_negative_si_sdr) -> Float[Array, "batch stems *rest"]:
+    """Reorder each example's estimates to the permutation that minimises the mean `pair_loss` (−SI-SDR)."""
+    _, perm = pit(pair_loss, jax.lax.stop_gradient(estimates), targets)
     return jnp.take_along_axis(estimates, perm.reshape(*perm.shape, *([1] * (estimates.ndim - 2))), axis=1)
 
 

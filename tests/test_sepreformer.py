@@ -265,7 +265,9 @@ def test_trains_through_sepjax_train_checkpoints_and_separates_from_its_bundle(t
     assert "model bundle:" in capsys.readouterr().out
     saved = json.loads((run / "config.json").read_text())
     assert saved["model"]["family"] == "sepreformer" and saved["model"]["dim"] == 16
-    optim = load_experiment(EXPERIMENT).CONFIG.optim
+    experiment = load_experiment(EXPERIMENT).CONFIG
+    optim = experiment.optim
+    assert experiment.loss.aux_loss == "stft_magnitude_si_snr"  # the paper's auxiliary loss, trained here
     assert optim.schedule == "plateau"  # the paper's recipe: the checkpoint holds the plateau's state too
     template = TrainState.create(build_model(SMALL, key=jax.random.PRNGKey(5)), build_optimizer(optim, 2),
                                  key=jax.random.PRNGKey(0), plateau=initial_plateau(optim))
