@@ -118,6 +118,17 @@ def bleedless_fullness(estimate: Float[Array, "*lead channels time"], reference:
     return 100.0 / (mean_pos + 1.0), 100.0 / (1.0 - mean_neg)
 
 
+def best_order(estimates: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """The permutation `p` of the estimates (stems, channels, T) that maximises the mean SI-SDR of estimates[p]
+    against the references: speakers have no order, so a speech separator is scored in its best one."""
+    count = len(estimates)
+    shape = (count, *estimates.shape)
+    pairs = np.asarray(si_sdr(jnp.broadcast_to(jnp.asarray(estimates)[:, None], shape),
+                              jnp.broadcast_to(jnp.asarray(references)[None], shape)))  # [estimate, reference]
+    table = losses.permutations(count)
+    return table[np.argmax(pairs[table, np.arange(count)].mean(axis=-1))]
+
+
 METRIC_NAMES = ("sdr", "bss_sdr_v4", "si_sdr", "si_sdri", "snr", "stft_l1", "bleedless", "fullness")
 
 

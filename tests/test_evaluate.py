@@ -7,12 +7,14 @@ import json
 import jax
 import matplotlib.image
 import numpy as np
-from fixtures import make_jacappella
+import pytest
+from fixtures import make_2mix, make_jacappella
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sepjax.cli import main
 from sepjax.data.index import build_index, load_track
 from sepjax.data.layouts import get_layout
+from sepjax.errors import InputError
 from sepjax.inference.bundle import save_bundle
 from sepjax.inference.evaluate import evaluate
 from sepjax.models import build_model, get_config
@@ -77,3 +79,16 @@ def test_evaluate_cli_with_a_bundle_and_its_errors(tmp_path, capsys):
     save_bundle(tmp_path / "bundle2", model, ["vocals", "drums", "bass", "other"], 8000)
     assert main(["evaluate", str(tmp_path / "bundle2"), *args[2:-4], "--out", str(tmp_path / "e2")]) == 2
     assert "model stems ['vocals', 'drums', 'other'] are not stems" in capsys.readouterr().err
+
+
+def test_speakers_are_scored_in_the_best_order_whatever_the_model_calls_them(tmp_path):
+    index = build_index(make_2mix(tmp_path / "2mix"), get_layout("2mix"))
+
+    def swapped_oracle(mixture, track):  # the right speakers in the wrong order
+        return load_track(track, ("s1", "s2"), 8000, 1)[0][::-1]
+
+    result = evaluate(swapped_oracle, index, "test", ("spk1", "spk2"), 8000, 1, tmp_path / "out", progress=False)
+    assert set(result["per_stem"]) == {"s1", "s2"}
+    assert all(v["si_sdr"]["mean"] > 60 for v in result["per_stem"].values())
+    with pytest.raises(InputError, match="a model with 3 outputs cannot separate the 2 speakers"):
+        evaluate(swapped_oracle, index, "test", ("a", "b", "c"), 8000, 1, tmp_path / "three", progress=False)

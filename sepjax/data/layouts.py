@@ -135,6 +135,8 @@ def _scan_2mix(layout: Layout, root: Path):
 
 
 LAYOUT_NAMES = ("jacappella", "chorales", "musdb", "stems", "2mix")
+SPEAKER_LAYOUTS = frozenset({"2mix"})
+"""Layouts whose stems are speakers with no order: a model's outputs are matched to them by the best permutation."""
 SCANNERS = {"jacappella": _scan_jacappella, "musdb": _scan_musdb, "stems": _scan_stems, "2mix": _scan_2mix}
 
 

@@ -1,7 +1,9 @@
 """Evaluate separation over a dataset split: per-track CSV, JSON summary, Markdown table, optional TensorBoard.
 
 The mixture of each track is the sum of the model's stems that the track has (as in training);
-missing stems are not scored. Estimates come from any `separate(mixture) → stems` function,
+missing stems are not scored. In a speaker layout (2mix) the stems have no order or names: the model's
+outputs are scored against the layout's speakers in their best permutation, whatever the model calls them.
+Estimates come from any `separate(mixture) → stems` function,
 normally the chunked inference core around a bundle's model.
 """
 
@@ -16,10 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from sepjax.data.index import Track, TrackIndex, load_track
+from sepjax.data.layouts import SPEAKER_LAYOUTS
 from sepjax.errors import InputError, OutputExistsError
 from sepjax.figures import save_png, spectrogram_figure
 from sepjax.files import write_text_atomic
-from sepjax.metrics import METRIC_NAMES, aggregate, track_metrics
+from sepjax.metrics import METRIC_NAMES, aggregate, best_order, track_metrics
 
 SeparateFn = Callable[[np.ndarray, Track], np.ndarray]
 """(mixture (channels, T), track) → estimates (stems, channels, T)."""
@@ -50,6 +53,12 @@ def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tu
     tracks = index.split(split)
     if not tracks:
         raise InputError(f"{index.root}: split {split!r} has no tracks (have {index.splits()})")
+    speakers = index.layout in SPEAKER_LAYOUTS
+    if speakers:
+        if len(stem_names) != len(index.stems):
+            raise InputError(f"a model with {len(stem_names)} outputs cannot separate the {len(index.stems)} "
+                             f"speakers of layout {index.layout!r}")
+        stem_names = index.stems
     unknown = [s for s in stem_names if s not in index.stems]
     if unknown:
         raise InputError(f"model stems {unknown} are not stems of layout {index.layout!r} {list(index.stems)}")
@@ -72,6 +81,8 @@ def evaluate(separate: SeparateFn, index: TrackIndex, split: str, stem_names: tu
             failures.append(f"{track.track_id}: the model's output holds NaN or infinite samples (are the bundle's "
                             f"weights finite?)")
             continue
+        if speakers and np.all(present):
+            estimates = estimates[best_order(estimates, targets)]
         values = track_metrics(estimates[present], targets[present], mixture, sample_rate)
         for j, stem in enumerate(np.array(stem_names)[present]):
             rows.append({"track": track.track_id, "stem": str(stem), **{m: float(values[m][j]) for m in METRIC_NAMES}})
