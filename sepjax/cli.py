@@ -206,6 +206,28 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from sepjax.errors import InputError
+    from sepjax.inference.convert import OFFICIAL, convert_official, export_official
+
+    if args.to is None:
+        if len(args.sources) != 2 or args.sources[0] != OFFICIAL:
+            raise InputError(f"usage: sepjax convert {OFFICIAL} CHECKPOINT --out BUNDLE, or sepjax convert BUNDLE "
+                             f"--to {OFFICIAL} --out FILE (got {' '.join(args.sources)})")
+        stems = tuple(s.strip() for s in args.stems.split(",")) if args.stems else None
+        path, config = convert_official(args.sources[1], args.out, config_yaml=args.config, stem_names=stems,
+                                        sample_rate=args.sample_rate, overwrite=args.overwrite)
+        print(f"{args.sources[1]} → bundle {path}: SepReformer F={config.dim}, {config.num_stages} stages, "
+              f"{config.heads} heads, {config.num_stems} speakers, {args.sample_rate} Hz")
+        print(f"separate with: sepjax separate {path} mixture.wav --out separated/")
+        return 0
+    if len(args.sources) != 1:
+        raise InputError(f"--to {args.to} converts one bundle, got {len(args.sources)} arguments")
+    path = export_official(args.sources[0], args.out, overwrite=args.overwrite)
+    print(f"{args.sources[0]} → official SepReformer state_dict {path}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from sepjax.train.cli import load_experiment, run_experiment
 
@@ -278,6 +300,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the models shipped with sepjax and their test metrics")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("convert", help="official SepReformer checkpoints to sepjax bundles, and back",
+                       description="sepjax convert sepreformer-official CHECKPOINT --out BUNDLE\n"
+                                   "sepjax convert BUNDLE --to sepreformer-official --out FILE",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", metavar="ARG",
+                   help="`sepreformer-official CHECKPOINT` (.pth, .safetensors or .npz), or a BUNDLE with --to")
+    p.add_argument("--out", type=Path, required=True, help="the bundle folder, or with --to the state_dict file "
+                   "(.safetensors, .npz, or .pth with torch installed)")
+    p.add_argument("--to", choices=["sepreformer-official"], help="export a bundle as an official state_dict")
+    p.add_argument("--config", type=Path, help="the official configs.yaml (otherwise inferred from the shapes)")
+    p.add_argument("--stems", help="comma-separated stem names (default spk1,spk2,...)")
+    p.add_argument("--sample-rate", type=int, default=8000)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_convert)
 
     example = "sepjax train experiments/chorales_sepreformer.py --train.steps 2000 --optim.lr 1e-3"
     p = sub.add_parser("train", help="run an experiment file with command-line overrides", description=example)

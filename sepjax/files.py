@@ -56,3 +56,23 @@ def staged_directory(target: str | Path, *, overwrite: bool = False) -> Iterator
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def staged_file(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `target` for a writer that takes a path; on success it is renamed to
+    `target`. An existing `target` is an error unless `overwrite`; on an error `target` is left as it was."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
+    if target.is_dir():
+        raise OutputExistsError(f"{target} is a folder; name a file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

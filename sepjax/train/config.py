@@ -66,7 +66,8 @@ class TrainConfig:
     """Validation inference chunk length."""
     export_bundle: bool = True
     init_from: str | None = None
-    """Start a new run from these weights: a bundle folder or a shipped model's name (ignored when resuming)."""
+    """Start a new run from these weights: a bundle folder, a shipped model's name or an official SepReformer
+    checkpoint (.pth, .safetensors, .npz) (ignored when resuming)."""
     init_partial: bool = False
     """With init_from: load the arrays whose path and shape match and report the rest, instead of refusing."""
     freeze: tuple[str, ...] = ()

@@ -1,6 +1,7 @@
 """A new run that starts from trained weights (`--train.init-from`), with parameters frozen by path pattern.
 
-Weights come from a bundle folder or a shipped model's name. Arrays are matched by their path in the model
+Weights come from a bundle folder, a shipped model's name, or an official SepReformer checkpoint (`.pth`,
+`.safetensors` or `.npz`, converted on the fly as `sepjax convert` does). Arrays are matched by their path in the model
 (`.sep_blocks.intra.attn.qkv.weight`, `.stats[...]` for normalisation statistics). By default every array must
 match in path and shape; `--train.init-partial` loads the ones that do and reports the rest (for example the
 split layer of a model with another number of stems), which keep their fresh initialisation.
@@ -8,13 +9,16 @@ split layer of a model with another number of stems), which keep their fresh ini
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import equinox as eqx
 import jax
 
 from sepjax.inference.bundle import load_bundle
+from sepjax.inference.convert import official_model
 from sepjax.inference.pretrained import resolve_bundle
 from sepjax.models.base import trainable
+from sepjax.state_dicts import SUFFIXES as STATE_DICT_SUFFIXES
 from sepjax.train.config import ConfigError
 
 
@@ -45,8 +49,7 @@ def array_paths(model: eqx.Module) -> dict[str, jax.Array]:
 
 def initialise_from(model: eqx.Module, source: str, *, partial: bool = False) -> tuple[eqx.Module, InitReport]:
     """`model` with the arrays of the bundle `source` wherever path and shape agree."""
-    bundle = load_bundle(resolve_bundle(source))
-    theirs, ours = array_paths(bundle.model), array_paths(model)
+    theirs, ours = array_paths(_source_model(source)), array_paths(model)
     report = InitReport(source)
     for path, leaf in ours.items():
         if path not in theirs:
@@ -67,6 +70,15 @@ def initialise_from(model: eqx.Module, source: str, *, partial: bool = False) ->
 
     arrays, static = eqx.partition(model, eqx.is_array)
     return eqx.combine(jax.tree_util.tree_map_with_path(take, arrays), static), report
+
+
+def _source_model(source: str) -> eqx.Module:
+    path = Path(source)
+    if path.suffix.lower() in STATE_DICT_SUFFIXES:
+        if not path.is_file():
+            raise ConfigError(f"--train.init-from {source}: no such checkpoint file")
+        return official_model(path)
+    return load_bundle(resolve_bundle(source)).model
 
 
 def frozen_mask(model: eqx.Module, patterns: tuple[str, ...]) -> eqx.Module:
