@@ -1,14 +1,14 @@
-"""The main job (`make demo`): from nothing to four separated Bach voices on a CPU (about 6 minutes, plus the
-first rendering of the corpus).
+"""The main job (`make demo`): from nothing to four separated Bach voices on a CPU (about 12 minutes, plus the
+first rendering of the corpus, about 2 minutes).
 
-1. Renders a subset of the embedded chorale corpus (data/chorales, 16 kHz; songs already there are kept).
-2. Trains the CPU-sized SepReformer (experiments/chorales_sepreformer.py) for 1000 steps (about 5 minutes).
+1. Renders the embedded chorale corpus (data/chorales, 16 kHz; songs already there are kept).
+2. Trains the CPU-sized SepReformer (experiments/chorales_sepreformer.py) for 2000 steps (about 10 minutes).
 3. Evaluates it on the held-out test chorales with chunked inference, and the shipped `chorales-satb` model on
    the same chorales, and prints their per-voice SI-SDRi tables side by side.
 4. Separates one test chorale into soprano/alto/tenor/bass wav files with both models.
 5. Prints where everything is, and the TensorBoard command to listen to it all.
 
-    python experiments/demo.py [--chorales 120 --steps 1000]
+    python experiments/demo.py [--chorales 120 --steps 1000]   (fewer chorales and steps: quicker, worse)
 """
 
 import argparse
@@ -54,14 +54,14 @@ def evaluate_bundle(bundle, index, out: Path) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", type=Path, default=Path("data/chorales"))
-    p.add_argument("--chorales", type=int, default=120)
+    p.add_argument("--chorales", type=int, default=None, help="render only the first N chorales (default: all)")
     p.add_argument("--steps", type=int, default=CONFIG.train.steps)
     p.add_argument("--out", type=Path, default=Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
     args = p.parse_args()
     keep_host_memory()
     start = time.perf_counter()
 
-    print(f"[1/4] rendering {args.chorales} chorales into {args.corpus} ...", flush=True)
+    print(f"[1/4] rendering {args.chorales or 'all'} chorales into {args.corpus} ...", flush=True)
     report = build_chorales(args.corpus, sample_rate=16000, limit=args.chorales)
     rate = f" ({report.realtime_factor:.0f}x real time)" if report.written else ""
     print(f"      {len(report.written)} rendered{rate}, {len(report.present)} already there, "
