@@ -70,7 +70,7 @@ def cmd_data_preview(args) -> int:
         return 2
     augment = AugmentConfig(gain_db=(-args.gain_db, args.gain_db), remix_prob=args.remix,
                             channel_swap_prob=args.swap, polarity_flip_prob=args.flip,
-                            subset_prob=args.subset, max_shift_seconds=args.shift)
+                            subset_prob=args.subset, max_shift_seconds=args.shift, speed=tuple(args.speed))
     config = PipelineConfig(sample_rate=args.sample_rate, segment_seconds=args.seconds, batch_size=1,
                             channels=args.channels, split=args.split, seed=args.seed, augment=augment,
                             shard_index=0, shard_count=1)
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", type=float, default=0.0)
     p.add_argument("--subset", type=float, default=0.25)
     p.add_argument("--shift", type=float, default=0.0)
+    p.add_argument("--speed", type=float, nargs=2, default=[1.0, 1.0], metavar=("LO", "HI"),
+                   help="play each segment LO to HI times as fast (tempo and pitch together)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_data_preview)
 

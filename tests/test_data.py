@@ -13,6 +13,7 @@ from sepjax.data.augment import AugmentConfig, augment_stems
 from sepjax.data.index import build_index
 from sepjax.data.layouts import LayoutError, get_layout
 from sepjax.data.pipeline import PipelineConfig, SegmentSampler, training_dataset
+from sepjax.errors import InputError
 
 
 def take(it, n):
@@ -372,3 +373,31 @@ def test_a_file_that_breaks_mid_run_is_reported_and_skipped(tmp_path):
     only_broken = SegmentSampler([broken], index.stems, jc_config(max_read_failures=2))
     with pytest.warns(UserWarning), pytest.raises(AudioError, match="3 unreadable draws"):
         only_broken(broken, np.random.default_rng(0))
+
+
+def test_speed_augmentation_plays_every_stem_faster_or_slower_together(tmp_path):
+    # One 3 s track whose two stems are sines of 400 and 600 Hz: at speed r both come out at r times their pitch.
+    rate = 16000
+    t = np.arange(3 * rate) / rate
+    (tmp_path / "tones" / "song").mkdir(parents=True)
+    for stem, freq in (("low", 400.0), ("high", 600.0)):
+        sf.write(tmp_path / "tones" / "song" / f"{stem}.wav", 0.5 * np.sin(2 * np.pi * freq * t), rate)
+    (tmp_path / "tones" / "test_list.txt").write_text("")
+    index = build_index(tmp_path / "tones", get_layout("stems", stems=("low", "high")))
+
+    def peaks(speed):
+        config = PipelineConfig(sample_rate=rate, segment_seconds=0.5, batch_size=2, split="train",
+                                augment=AugmentConfig(speed=speed), shard_index=0, shard_count=1)
+        batch = next(iter(training_dataset(index, config)))
+        assert batch["targets"].shape == (2, 2, 1, rate // 2)
+        spectrum = np.abs(np.fft.rfft(batch["targets"][..., 0, :], axis=-1))
+        return np.argmax(spectrum, axis=-1) * rate / (rate // 2)  # Hz, at 2 Hz resolution
+
+    np.testing.assert_allclose(peaks((1.0, 1.0)), [[400, 600], [400, 600]], atol=2)
+    np.testing.assert_allclose(peaks((1.5, 1.5)), [[600, 900], [600, 900]], atol=2)
+    slow = peaks((0.8, 0.9))
+    ratio = slow / np.array([400.0, 600.0])
+    assert np.all((ratio > 0.8 - 0.01) & (ratio < 0.9 + 0.01))
+    np.testing.assert_allclose(ratio[:, 0], ratio[:, 1], atol=0.01)  # one speed per example, for every stem
+    with pytest.raises(InputError, match="speed range"):
+        AugmentConfig(speed=(1.2, 1.1))

@@ -21,6 +21,9 @@ class AugmentConfig:
     """Per example: keep a random non-empty subset of the present stems; the rest become silent targets."""
     max_shift_seconds: float = 0.0
     """Per stem: move its read position by up to ± this much (applied when the segment is read)."""
+    speed: tuple[float, float] = (1.0, 1.0)
+    """Per example: play every stem r times as fast, r uniform in this range (applied when the segment is read,
+    by resampling): tempo and pitch change together, and with the pitch the spectral envelope, as on tape."""
 
     def __post_init__(self):
         lo, hi = self.gain_db
@@ -31,6 +34,8 @@ class AugmentConfig:
                 raise InputError(f"{name}={getattr(self, name)} must be a probability")
         if self.max_shift_seconds < 0:
             raise InputError("max_shift_seconds must be >= 0")
+        if not 0 < self.speed[0] <= self.speed[1]:
+            raise InputError(f"speed range {self.speed} must be positive and increasing")
 
 
 def augment_stems(stems: np.ndarray, mask: np.ndarray, config: AugmentConfig, rng: np.random.Generator

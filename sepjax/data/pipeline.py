@@ -78,7 +78,10 @@ class SegmentSampler:
 
     def _draw(self, track: Track, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        seconds = cfg.segment_seconds
+        # A speed r reads r·segment seconds resampled to segment samples: played at the training rate, r× as fast.
+        speed = cfg.augment.speed
+        rate = cfg.sample_rate if speed == (1.0, 1.0) else int(round(cfg.sample_rate / rng.uniform(*speed)))
+        seconds = cfg.segment_seconds if rate == cfg.sample_rate else cfg.segment_samples / rate
         base = _random_start(track, seconds, rng)
         shift = cfg.augment.max_shift_seconds
         targets = np.zeros((len(self.stems), cfg.channels, cfg.segment_samples), np.float32)
@@ -93,8 +96,7 @@ class SegmentSampler:
             if stem not in source.stems:
                 continue
             file = source.stems[stem]
-            targets[i] = read_segment(file.path, start, cfg.segment_samples, cfg.sample_rate, cfg.channels,
-                                      stream=file.stream)
+            targets[i] = read_segment(file.path, start, cfg.segment_samples, rate, cfg.channels, stream=file.stream)
             mask[i] = 1.0
         return targets, mask
 
