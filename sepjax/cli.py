@@ -113,6 +113,10 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--padding", default="reflect", choices=["reflect", "constant", "replicate"])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default=None, help="cpu, gpu or tpu (default: JAX's default device)")
+    p.add_argument("--tta", default=None, metavar="polarity,swap",
+                   help="average over sign-flipped and (stereo) channel-swapped copies of each chunk")
+    p.add_argument("--shifts", type=int, default=0, metavar="N",
+                   help="average N runs with the chunk grid shifted by random offsets (demucs-style)")
 
 
 def inference_config(args, bundle):
@@ -122,7 +126,19 @@ def inference_config(args, bundle):
     seconds = next(s for s in (args.chunk_seconds, bundle.chunk_seconds, DEFAULT_CHUNK_SECONDS) if s is not None)
     hop = None if args.hop_seconds is None else max(int(round(args.hop_seconds * sample_rate)), 1)
     return InferenceConfig(chunk=int(round(seconds * sample_rate)), overlap=args.overlap, hop=hop,
-                           batch_size=args.batch_size, window=args.window, padding=args.padding)
+                           batch_size=args.batch_size, window=args.window, padding=args.padding, shifts=args.shifts)
+
+
+def chunk_model(args, bundle):
+    """The bundle's model over batches of chunks, with the test-time augmentation `--tta` asks for."""
+    from sepjax.inference.separate import BatchedModel
+    from sepjax.inference.tta import TTAModel, parse_tta
+
+    transforms = parse_tta(args.tta)
+    model_fn = BatchedModel(bundle.model, args.batch_size, _device(args.device))
+    if not transforms:
+        return model_fn
+    return TTAModel(model_fn, transforms, bundle.config.in_channels, bundle.config.out_channels)
 
 
 def cmd_separate(args) -> int:
@@ -132,14 +148,13 @@ def cmd_separate(args) -> int:
     from sepjax.errors import UserError
     from sepjax.inference.bundle import load_bundle
     from sepjax.inference.pretrained import resolve_bundle
-    from sepjax.inference.separate import BatchedModel
     from sepjax.inference.separate_files import DerivedStem, OutputOptions, audio_inputs, separate_file
 
     bundle = load_bundle(resolve_bundle(args.bundle))
     derive = tuple(DerivedStem.parse(d, bundle.stem_names) for d in args.derive)
     options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
     inference = inference_config(args, bundle)
-    model_fn = BatchedModel(bundle.model, args.batch_size, _device(args.device))
+    model_fn = chunk_model(args, bundle)
     inputs, failed = audio_inputs(args.inputs)
     done = []
     bar = tqdm(inputs, desc="separating", unit="file")
@@ -165,12 +180,12 @@ def cmd_evaluate(args) -> int:
     from sepjax.inference.bundle import load_bundle
     from sepjax.inference.evaluate import evaluate, markdown_table
     from sepjax.inference.pretrained import resolve_bundle
-    from sepjax.inference.separate import BatchedModel, separate_array
+    from sepjax.inference.separate import separate_array
 
     bundle = load_bundle(resolve_bundle(args.bundle))
     index = _index(args)
     inference = inference_config(args, bundle)
-    model_fn = BatchedModel(bundle.model, args.batch_size, _device(args.device))
+    model_fn = chunk_model(args, bundle)
     in_channels = bundle.config.in_channels
 
     def separate(mixture, track):

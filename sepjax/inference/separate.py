@@ -8,8 +8,13 @@ and de-normalised.
 
 `Chunker` and `StreamingStitcher` do this incrementally: blocks of input go in, finished
 samples come out, and memory stays O(chunk × batch × stems) whatever the track length.
+
+`shifts` (demucs-style random shifts) runs the stream that many times, each with the chunk grid moved by a
+random offset of up to one hop (the signal delayed by that many samples of silence, and the estimates advanced
+back), and averages the estimates as they are finished, so memory stays bounded.
 """
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -224,6 +229,18 @@ class InferenceConfig:
     window: WindowName = "hann"
     padding: PaddingMode = "reflect"
     normalize: bool = True
+    shifts: int = 0
+    """Average over this many runs with the chunk grid shifted by random offsets below one hop (0: one run)."""
+    shift_seed: int = 0
+
+    def __post_init__(self):
+        if self.shifts < 0:
+            raise InputError(f"shifts={self.shifts} must be >= 0")
+
+    def shift_offsets(self) -> list[int]:
+        """The delays, in samples, of the shifted runs (seeded: the same file separates the same way)."""
+        hop = self.hop if self.hop is not None else self.plan(self.chunk).hop
+        return [int(o) for o in np.random.default_rng(self.shift_seed).integers(0, max(hop, 1), self.shifts)]
 
     def plan(self, length: int) -> ChunkPlan:
         if self.hop is not None:
@@ -234,6 +251,55 @@ class InferenceConfig:
 def separate_stream(model_fn: ModelFn, blocks: Iterable[np.ndarray], length: int, channels: int,
                     config: InferenceConfig, stats: NormStats | None = None) -> Iterator[np.ndarray]:
     """Separate a signal that arrives in blocks; yields finished (stems, channels_out, n) pieces in order."""
+    if not config.shifts:
+        yield from _separate_stream(model_fn, blocks, length, channels, config, stats)
+        return
+    offsets = config.shift_offsets()
+    silence = 0.0 if stats is None else stats.mean  # zero after normalisation
+    runs = [_advance(_separate_stream(model_fn, itertools.chain([np.full((channels, o), silence, np.float32)],
+                                                                copy), length + o, channels, config, stats), o)
+            for o, copy in zip(offsets, itertools.tee(blocks, len(offsets)), strict=True)]
+    yield from _average_streams(runs)
+
+
+def _advance(pieces: Iterator[np.ndarray], count: int) -> Iterator[np.ndarray]:
+    """The pieces without their first `count` samples."""
+    for piece in pieces:
+        drop = min(count, piece.shape[-1])
+        count -= drop
+        if piece.shape[-1] > drop:
+            yield piece[..., drop:]
+
+
+def _average_streams(streams: list[Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
+    """The mean of streams of pieces of the same total length, emitted as soon as every stream has it. The
+    stream furthest behind is advanced next, so the pending samples stay within a batch of chunks."""
+    pending: list[list[np.ndarray]] = [[] for _ in streams]
+    counts = [0] * len(streams)
+    done = [False] * len(streams)
+    while True:
+        behind = min((i for i in range(len(streams)) if not done[i]), key=lambda i: counts[i], default=None)
+        if behind is None:
+            return
+        piece = next(streams[behind], None)
+        if piece is None:
+            done[behind] = True
+        else:
+            pending[behind].append(piece)
+            counts[behind] += piece.shape[-1]
+        ready = min(counts)
+        if ready:
+            parts = []
+            for i, chunks in enumerate(pending):
+                joined = np.concatenate(chunks, axis=-1)
+                parts.append(joined[..., :ready].astype(np.float64))
+                pending[i] = [joined[..., ready:]]
+                counts[i] -= ready
+            yield (sum(parts) / len(parts)).astype(np.float32)
+
+
+def _separate_stream(model_fn: ModelFn, blocks: Iterable[np.ndarray], length: int, channels: int,
+                     config: InferenceConfig, stats: NormStats | None) -> Iterator[np.ndarray]:
     plan = config.plan(length)
     chunker = Chunker(plan, channels, config.padding)
     window = chunk_window(config.window, plan.chunk)
