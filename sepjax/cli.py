@@ -150,12 +150,20 @@ def cmd_separate(args) -> int:
     from sepjax.inference.pretrained import resolve_bundle
     from sepjax.inference.separate_files import DerivedStem, OutputOptions, audio_inputs, separate_file
 
-    bundle = load_bundle(resolve_bundle(args.bundle))
+    names, input_args = _ensemble_members(args)
+    bundles = [load_bundle(resolve_bundle(name)) for name in names]
+    bundle = bundles[0]
     derive = tuple(DerivedStem.parse(d, bundle.stem_names) for d in args.derive)
     options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
     inference = inference_config(args, bundle)
-    model_fn = chunk_model(args, bundle)
-    inputs, failed = audio_inputs(args.inputs)
+    if args.ensemble is None:
+        model_fn = chunk_model(args, bundle)
+    else:
+        from sepjax.inference.ensemble import EnsembleModel, check_compatible
+
+        check_compatible(bundles, names)
+        model_fn = EnsembleModel([chunk_model(args, b) for b in bundles], args.ensemble, args.weights)
+    inputs, failed = audio_inputs(input_args)
     done = []
     bar = tqdm(inputs, desc="separating", unit="file")
     for path, name in bar:
@@ -173,6 +181,28 @@ def cmd_separate(args) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     return 0
+
+
+def _ensemble_members(args) -> tuple[list[str], list[Path]]:
+    """(bundles, inputs): with --ensemble, the positional arguments after the first bundle that are bundles too
+    (a folder holding bundle.json, or a shipped model's name) join the ensemble; the rest are inputs."""
+    from sepjax.errors import InputError
+    from sepjax.inference.bundle import META_FILE
+    from sepjax.inference.pretrained import shipped_bundles
+
+    names, inputs = [args.bundle], list(args.inputs)
+    if args.ensemble is None:
+        if args.weights is not None:
+            raise InputError("--weights need --ensemble mean")
+        return names, inputs
+    shipped = shipped_bundles()
+    while inputs and ((inputs[0] / META_FILE).is_file() or (not inputs[0].exists() and str(inputs[0]) in shipped)):
+        names.append(str(inputs.pop(0)))
+    if len(names) < 2:
+        raise InputError(f"--ensemble needs at least two bundles before the inputs, got {names[0]}")
+    if not inputs:
+        raise InputError("--ensemble: no audio inputs after the bundles")
+    return names, inputs
 
 
 def cmd_evaluate(args) -> int:
@@ -292,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("separate", help="separate audio files with a trained model bundle")
     p.add_argument("bundle", help="a bundle folder, or the name of a shipped model (`sepjax models` lists them)")
-    p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders (searched recursively); with "
+                   "--ensemble, more bundles first")
+    p.add_argument("--ensemble", choices=["mean", "median"], default=None,
+                   help="combine the estimates of all the bundles given (same stems and rate)")
+    p.add_argument("--weights", type=float, nargs="+", default=None, help="per-bundle weights for --ensemble mean")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", default="wav", choices=["wav", "flac"])
     p.add_argument("--bits", default="float", choices=["16", "24", "float"])
