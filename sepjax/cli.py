@@ -273,6 +273,14 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from sepjax.inference.export import export_stablehlo
+
+    path = export_stablehlo(args.bundle, args.out, chunk_seconds=args.chunk_seconds, overwrite=args.overwrite)
+    print(f"{args.bundle} → {args.format} {path}/ (load it with sepjax.exported.load_exported, JAX only)")
+    return 0
+
+
 def cmd_train(args) -> int:
     from sepjax.train.cli import load_experiment, run_experiment
 
@@ -366,6 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=8000)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("export", help="a bundle as an artifact that runs without sepjax's model code")
+    p.add_argument("bundle", help="a bundle folder, or the name of a shipped model")
+    p.add_argument("--format", choices=["stablehlo"], default="stablehlo",
+                   help="stablehlo: jax.export's serialized StableHLO, weights included")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help=f"the chunk length it takes (default: the bundle's, else {DEFAULT_CHUNK_SECONDS})")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     example = "sepjax train experiments/chorales_sepreformer.py --train.steps 2000 --optim.lr 1e-3"
     p = sub.add_parser("train", help="run an experiment file with command-line overrides", description=example)
