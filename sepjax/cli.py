@@ -7,6 +7,7 @@ from pathlib import Path
 from sepjax.errors import SetupError
 
 DEFAULT_CHUNK_SECONDS = 4.0
+DEFAULT_SHARE_TEXT = "half"
 
 
 def _layout_args(p: argparse.ArgumentParser) -> None:
@@ -111,7 +112,11 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop-seconds", type=float, default=None, help="chunk spacing (overrides --overlap)")
     p.add_argument("--window", default="hann", choices=["hann", "triangular", "rectangular"])
     p.add_argument("--padding", default="reflect", choices=["reflect", "constant", "replicate"])
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=None, help="chunks per model call (default: chosen to fit "
+                   "--max-memory)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help=f"memory for the model, e.g. 4GB (default: {DEFAULT_SHARE_TEXT} of the free memory); chooses "
+                   "the chunk length and batch size that --chunk-seconds and --batch-size leave open")
     p.add_argument("--device", default=None, help="cpu, gpu or tpu (default: JAX's default device)")
     p.add_argument("--tta", default=None, metavar="polarity,swap",
                    help="average over sign-flipped and (stereo) channel-swapped copies of each chunk")
@@ -120,22 +125,35 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
 
 
 def inference_config(args, bundle):
+    """Chunking from the flags. Without both --chunk-seconds and --batch-size, what is not given is chosen to fit
+    --max-memory (default: a share of the free memory) by measuring the compiled model."""
+    from sepjax.inference.memory_budget import BATCH_SIZES, DEFAULT_SHARE, choose_chunking, free_memory, parse_size
     from sepjax.inference.separate import InferenceConfig
 
     sample_rate = bundle.sample_rate
     seconds = next(s for s in (args.chunk_seconds, bundle.chunk_seconds, DEFAULT_CHUNK_SECONDS) if s is not None)
+    chunk, batch = int(round(seconds * sample_rate)), args.batch_size
+    if args.chunk_seconds is None or batch is None:
+        budget = (parse_size(args.max_memory) if args.max_memory is not None
+                  else int(DEFAULT_SHARE * free_memory(_device(args.device))))
+        choice = choose_chunking(bundle.model, bundle.config.in_channels, sample_rate, budget, chunk,
+                                 chunks=None if args.chunk_seconds is None else (chunk,),
+                                 batch_sizes=BATCH_SIZES if batch is None else (batch,))
+        chunk, batch = choice.chunk, choice.batch_size
+        print(f"chunks of {chunk / sample_rate:.2f} s in batches of {batch}: {choice.bytes / 1e6:.0f} MB of the "
+              f"{budget / 1e6:.0f} MB budget", file=sys.stderr)
     hop = None if args.hop_seconds is None else max(int(round(args.hop_seconds * sample_rate)), 1)
-    return InferenceConfig(chunk=int(round(seconds * sample_rate)), overlap=args.overlap, hop=hop,
-                           batch_size=args.batch_size, window=args.window, padding=args.padding, shifts=args.shifts)
+    return InferenceConfig(chunk=chunk, overlap=args.overlap, hop=hop, batch_size=batch, window=args.window,
+                           padding=args.padding, shifts=args.shifts)
 
 
-def chunk_model(args, bundle):
+def chunk_model(args, bundle, batch_size: int):
     """The bundle's model over batches of chunks, with the test-time augmentation `--tta` asks for."""
     from sepjax.inference.separate import BatchedModel
     from sepjax.inference.tta import TTAModel, parse_tta
 
     transforms = parse_tta(args.tta)
-    model_fn = BatchedModel(bundle.model, args.batch_size, _device(args.device))
+    model_fn = BatchedModel(bundle.model, batch_size, _device(args.device))
     if not transforms:
         return model_fn
     return TTAModel(model_fn, transforms, bundle.config.in_channels, bundle.config.out_channels)
@@ -157,12 +175,13 @@ def cmd_separate(args) -> int:
     options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
     inference = inference_config(args, bundle)
     if args.ensemble is None:
-        model_fn = chunk_model(args, bundle)
+        model_fn = chunk_model(args, bundle, inference.batch_size)
     else:
         from sepjax.inference.ensemble import EnsembleModel, check_compatible
 
         check_compatible(bundles, names)
-        model_fn = EnsembleModel([chunk_model(args, b) for b in bundles], args.ensemble, args.weights)
+        model_fn = EnsembleModel([chunk_model(args, b, inference.batch_size) for b in bundles], args.ensemble,
+                                 args.weights)
     inputs, failed = audio_inputs(input_args)
     done = []
     bar = tqdm(inputs, desc="separating", unit="file")
@@ -215,7 +234,7 @@ def cmd_evaluate(args) -> int:
     bundle = load_bundle(resolve_bundle(args.bundle))
     index = _index(args)
     inference = inference_config(args, bundle)
-    model_fn = chunk_model(args, bundle)
+    model_fn = chunk_model(args, bundle, inference.batch_size)
     in_channels = bundle.config.in_channels
 
     def separate(mixture, track):
