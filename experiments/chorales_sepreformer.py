@@ -5,7 +5,7 @@ training reads it at 8 kHz, 2 s segments, with gain, remix and subset augmentati
 Model: the tutorial's dual-path SepReformer at dim 64 with one separation and one reconstruction block, 4 stems,
 and an encoder of 64-sample kernels at stride 16 (8 ms frames every 2 ms): at 8 kHz the tutorial's K16 S8 frames
 are too short to resolve the voices' harmonics, and this encoder scores about twice its SI-SDRi on the inner
-voices in the same training time (docs/quality.md). Sized for about 10 minutes on a 2-core CPU; 10 train steps
+voices in the same training time (docs/quality.md). Sized for about 7 minutes on a 2-core CPU; 10 train steps
 per jitted call.
 
     python experiments/chorales_sepreformer.py [--train.steps 4000 --optim.lr 1e-3 ...]
