@@ -105,7 +105,7 @@ def _device(name: str | None):
         raise SetupError(f"--device {name}: not available here ({err})") from err
 
 
-def _inference_args(p: argparse.ArgumentParser) -> None:
+def _inference_args(p: argparse.ArgumentParser, normalize: str = "track") -> None:
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help=f"model input length per chunk (default: the bundle's, else {DEFAULT_CHUNK_SECONDS})")
     p.add_argument("--overlap", type=float, default=0.5, help="fraction of a chunk shared with the next")
@@ -122,29 +122,35 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
                    help="average over sign-flipped and (stereo) channel-swapped copies of each chunk")
     p.add_argument("--shifts", type=int, default=0, metavar="N",
                    help="average N runs with the chunk grid shifted by random offsets (demucs-style)")
+    p.add_argument("--normalize", default=normalize, choices=["track", "start", "none"],
+                   help=f"z-score the input by the whole track's statistics, its first chunk's, or not at all "
+                   f"(default: {normalize})")
 
 
-def inference_config(args, bundle):
+def inference_config(args, bundle, live: bool = False):
     """Chunking from the flags. Without both --chunk-seconds and --batch-size, what is not given is chosen to fit
-    --max-memory (default: a share of the free memory) by measuring the compiled model."""
+    --max-memory (default: a share of the free memory) by measuring the compiled model. `live` (a stream) keeps
+    the bundle's chunk and one chunk per call, the shortest latency, and checks them against --max-memory."""
     from sepjax.inference.memory_budget import BATCH_SIZES, DEFAULT_SHARE, choose_chunking, free_memory, parse_size
     from sepjax.inference.separate import InferenceConfig
 
     sample_rate = bundle.sample_rate
     seconds = next(s for s in (args.chunk_seconds, bundle.chunk_seconds, DEFAULT_CHUNK_SECONDS) if s is not None)
     chunk, batch = int(round(seconds * sample_rate)), args.batch_size
-    if args.chunk_seconds is None or batch is None:
+    if live:
+        batch = batch or 1
+    if args.chunk_seconds is None or batch is None or (live and args.max_memory is not None):
         budget = (parse_size(args.max_memory) if args.max_memory is not None
                   else int(DEFAULT_SHARE * free_memory(_device(args.device))))
         choice = choose_chunking(bundle.model, bundle.config.in_channels, sample_rate, budget, chunk,
-                                 chunks=None if args.chunk_seconds is None else (chunk,),
+                                 chunks=None if args.chunk_seconds is None and not live else (chunk,),
                                  batch_sizes=BATCH_SIZES if batch is None else (batch,))
         chunk, batch = choice.chunk, choice.batch_size
         print(f"chunks of {chunk / sample_rate:.2f} s in batches of {batch}: {choice.bytes / 1e6:.0f} MB of the "
               f"{budget / 1e6:.0f} MB budget", file=sys.stderr)
     hop = None if args.hop_seconds is None else max(int(round(args.hop_seconds * sample_rate)), 1)
     return InferenceConfig(chunk=chunk, overlap=args.overlap, hop=hop, batch_size=batch, window=args.window,
-                           padding=args.padding, shifts=args.shifts)
+                           padding=args.padding, shifts=args.shifts, normalize=args.normalize)
 
 
 def chunk_model(args, bundle, batch_size: int):
@@ -200,6 +206,38 @@ def cmd_separate(args) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_stream(args) -> int:
+    from sepjax.errors import InputError
+    from sepjax.inference.bundle import load_bundle
+    from sepjax.inference.pretrained import resolve_bundle
+    from sepjax.inference.stream import RawFormat, open_input, stem_paths, stream_separate
+
+    raw_flags = (args.raw_rate, args.raw_channels, args.raw_format)
+    if any(f is not None for f in raw_flags) and args.raw_rate is None:
+        raise InputError("headerless PCM needs --raw-rate (and --raw-channels, --raw-format if not 1 and PCM_16)")
+    raw = None if args.raw_rate is None else RawFormat(args.raw_rate, args.raw_channels or 1,
+                                                       args.raw_format or "PCM_16")
+    bundle = load_bundle(resolve_bundle(args.bundle))
+    paths = stem_paths(args.out, bundle.stem_names, args.overwrite)
+    inference = inference_config(args, bundle, live=True)
+    if inference.normalize == "track":
+        raise InputError("--normalize track needs the whole track, which a stream does not have: use start or none")
+    model_fn = chunk_model(args, bundle, inference.batch_size)
+    name = "standard input" if args.input == "-" else args.input
+    with open_input(args.input, raw) as f:
+        hop = inference.plan(None).hop
+        latency = (inference.chunk + hop) / bundle.sample_rate
+        print(f"streaming {name} ({f.samplerate} Hz, {f.channels} ch) into {args.out}/: chunks of "
+              f"{inference.chunk / bundle.sample_rate:.2f} s every {hop / bundle.sample_rate:.2f} s, latency at most "
+              f"{latency:.2f} s plus compute", file=sys.stderr)
+        report = stream_separate(model_fn, bundle.config.in_channels, bundle.config.out_channels, bundle.sample_rate,
+                                 bundle.stem_names, f, name, paths, inference, args.bits)
+    how = "interrupted after" if report.interrupted else "read"
+    print(f"{how} {report.input_seconds:.2f} s; wrote {report.written_seconds:.2f} s of "
+          f"{', '.join(bundle.stem_names)} to {args.out}/", file=sys.stderr)
+    return 130 if report.interrupted else 0
 
 
 def _ensemble_members(args) -> tuple[list[str], list[Path]]:
@@ -362,6 +400,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     _inference_args(p)
     p.set_defaults(func=cmd_separate)
+
+    p = sub.add_parser("stream", help="separate live audio from a pipe, writing each stem as it is finished")
+    p.add_argument("bundle", help="a bundle folder, or the name of a shipped model (`sepjax models` lists them)")
+    p.add_argument("--in", dest="input", default="-", help="- for standard input (default), or a named pipe or file")
+    p.add_argument("--out", type=Path, required=True, help="folder for <stem>.wav, written as the stream goes")
+    p.add_argument("--raw-rate", type=int, default=None, metavar="HZ", help="the input is headerless PCM at HZ")
+    p.add_argument("--raw-channels", type=int, default=None, help="headerless PCM's channels (default 1)")
+    p.add_argument("--raw-format", default=None, choices=["PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"],
+                   help="headerless PCM's little-endian samples (default PCM_16)")
+    p.add_argument("--bits", default="float", choices=["16", "24", "float"])
+    p.add_argument("--overwrite", action="store_true")
+    _inference_args(p, normalize="start")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("evaluate", help="separate a dataset split and score it (CSV, JSON, Markdown)")
     p.add_argument("bundle", help="a bundle folder, or the name of a shipped model (`sepjax models` lists them)")

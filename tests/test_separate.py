@@ -46,7 +46,7 @@ def test_identity_model_reconstructs_the_input(window, padding):
 
 def test_explicit_hop_and_no_normalisation():
     x = np.random.default_rng(1).standard_normal((1, 500)).astype(np.float32)
-    config = InferenceConfig(chunk=50, hop=17, normalize=False, window="triangular")
+    config = InferenceConfig(chunk=50, hop=17, normalize="none", window="triangular")
     np.testing.assert_allclose(separate_array(identity(1), x, config)[0], x, atol=1e-6)
 
 
@@ -82,7 +82,7 @@ def test_normalisation_is_undone():
     # The model saw z-scored chunks (mean 0.3 and std 0.01 are gone) and the output is back on the input's scale.
     assert max(abs(float(b.mean())) for b in seen) < 0.5 and 0.5 < float(np.concatenate(seen).std()) < 2
     np.testing.assert_allclose(out[0], x, rtol=1e-5)
-    raw = separate_array(identity, x, InferenceConfig(chunk=128, overlap=0.5, batch_size=2, normalize=False))
+    raw = separate_array(identity, x, InferenceConfig(chunk=128, overlap=0.5, batch_size=2, normalize="none"))
     np.testing.assert_allclose(raw[0], x, rtol=1e-5)
 
 

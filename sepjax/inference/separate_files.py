@@ -7,7 +7,7 @@ complete: a failure leaves nothing behind, and an existing folder is never repla
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import soxr
 from sepjax.audio import SUBTYPES, AudioError, info, to_channels
 from sepjax.errors import InputError, OutputExistsError
 from sepjax.files import staged_directory
-from sepjax.inference.separate import InferenceConfig, ModelFn, NormStats, separate_stream
+from sepjax.inference.separate import InferenceConfig, ModelFn, NormStats, separate_stream, stats_from_start
 
 BLOCK_SECONDS = 4.0
 
@@ -130,28 +130,36 @@ def _stats(path: Path, frames: int) -> NormStats:
     return NormStats(mean, float(np.sqrt(max(total_sq / frames - mean**2, 0.0))) + 1e-8)
 
 
-def _resampled(blocks: Iterator[np.ndarray], rate_in: int, rate_out: int, channels: int, length: int
-               ) -> Iterator[np.ndarray]:
-    """Stream-resample (channels, t) blocks, yielding exactly `length` samples in total."""
+def resampled(blocks: Iterator[np.ndarray], rate_in: int, rate_out: int, channels: int,
+              length: int | Callable[[], int] | None) -> Iterator[np.ndarray]:
+    """Stream-resample (channels, t) blocks, yielding exactly `length` samples in total. A stream's length is
+    known only when its blocks end: then `length` is a function called at that point, or None for the input's
+    length at the output rate, rounded."""
     stream = None if rate_in == rate_out else soxr.ResampleStream(rate_in, rate_out, channels, dtype="float32",
                                                                    quality="HQ")
-    emitted = 0
+    emitted = seen = 0
+    final = length if isinstance(length, int) else None
 
     def out(block: np.ndarray) -> Iterator[np.ndarray]:
         nonlocal emitted
-        block = block[:, : length - emitted]
+        if final is not None:
+            block = block[:, : final - emitted]
         emitted += block.shape[-1]
         if block.shape[-1]:
             yield block
 
     for block in blocks:
+        seen += block.shape[-1]
         if stream is not None:
+            # soxr's output lags its input by the filter's delay, so it never runs past the rounded length
             block = stream.resample_chunk(np.ascontiguousarray(block.T)).T
         yield from out(block)
+    if final is None:
+        final = length() if callable(length) else int(round(seen * rate_out / rate_in))
     if stream is not None:
         yield from out(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
-    if emitted < length:
-        yield np.zeros((channels, length - emitted), np.float32)
+    if emitted < final:
+        yield np.zeros((channels, final - emitted), np.float32)
 
 
 def separate_file(model_fn: ModelFn, in_channels: int, out_channels: int, model_rate: int,
@@ -166,10 +174,11 @@ def separate_file(model_fn: ModelFn, in_channels: int, out_channels: int, model_
     target = output_folder(Path(options.out_dir), name, path)
     if target.exists() and not options.overwrite:  # checked before the statistics pass, to fail fast
         raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
-    stats = _stats(path, meta.frames) if inference.normalize else None
+    stats = _stats(path, meta.frames) if inference.normalize == "track" else None
     model_length = int(round(meta.frames * model_rate / meta.samplerate))
-    blocks = _resampled(_blocks(path, in_channels), meta.samplerate, model_rate, in_channels,
-                        model_length)
+    blocks = resampled(_blocks(path, in_channels), meta.samplerate, model_rate, in_channels, model_length)
+    if inference.normalize == "start":
+        stats, blocks = stats_from_start(blocks, inference.chunk)
     with staged_directory(target, overwrite=options.overwrite) as staging:
         _write_stems(model_fn, blocks, model_length, in_channels, out_channels, model_rate, stem_names, path, meta,
                      inference, options, stats, staging)
@@ -185,7 +194,7 @@ def _write_stems(model_fn, blocks, model_length, in_channels, out_channels, mode
                                subtype=subtype, format=options.format.upper()) for n in names}
     pieces = separate_stream(model_fn, blocks, model_length, in_channels, inference, stats)
     flat = (to_channels_stems(p, channels) for p in pieces)
-    back = _resampled((p.reshape(-1, p.shape[-1]) for p in flat), model_rate, meta.samplerate,
+    back = resampled((p.reshape(-1, p.shape[-1]) for p in flat), model_rate, meta.samplerate,
                       len(stem_names) * channels, meta.frames)
     try:
         with sf.SoundFile(str(path)) as mixture_file:
