@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: test demo lint bench clean-venv
 
-$(STAMP): pyproject.toml
+# requirements-onnx.txt (the ONNX exporter) goes in without its packages' own pins: see the file.
+$(STAMP): pyproject.toml requirements-onnx.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-onnx.txt
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -331,8 +331,17 @@ def cmd_convert(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from sepjax.inference.export import export_stablehlo
+    from sepjax.errors import InputError
+    from sepjax.inference.export import export_onnx, export_stablehlo
 
+    if args.format == "onnx":
+        done = export_onnx(args.bundle, args.out, chunk_seconds=args.chunk_seconds, batch_size=args.batch_size,
+                           overwrite=args.overwrite)
+        print(f"{args.bundle} → onnx {done.path}/model.onnx for batches of {args.batch_size} (onnxruntime matches "
+              f"JAX to {done.max_error:.1e} of the output's scale)")
+        return 0
+    if args.batch_size != 1:
+        raise InputError("--batch-size applies to --format onnx (a StableHLO export takes any batch)")
     path = export_stablehlo(args.bundle, args.out, chunk_seconds=args.chunk_seconds, overwrite=args.overwrite)
     print(f"{args.bundle} → {args.format} {path}/ (load it with sepjax.exported.load_exported, JAX only)")
     return 0
@@ -447,9 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a bundle as an artifact that runs without sepjax's model code")
     p.add_argument("bundle", help="a bundle folder, or the name of a shipped model")
-    p.add_argument("--format", choices=["stablehlo"], default="stablehlo",
-                   help="stablehlo: jax.export's serialized StableHLO, weights included")
+    p.add_argument("--format", choices=["stablehlo", "onnx"], default="stablehlo",
+                   help="stablehlo: jax.export's serialized StableHLO, weights included, for JAX; onnx: an ONNX "
+                   "graph for onnxruntime and other ONNX runtimes")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--batch-size", type=int, default=1, help="chunks per call of an ONNX graph (fixed)")
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help=f"the chunk length it takes (default: the bundle's, else {DEFAULT_CHUNK_SECONDS})")
     p.add_argument("--overwrite", action="store_true")

@@ -7,12 +7,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from sepjax.nn.remat import recomputed
 from sepjax.nn.snake import Snake
 
 ActivationKind = Literal["gelu", "snake"]
 
 
-@jax.checkpoint  # the backward recomputes the sigmoid: only `x` is kept, not its halves and σ
+@recomputed  # the backward recomputes the sigmoid: only `x` is kept, not its halves and σ
 def glu(x: Float[Array, "*lead features"]) -> Float[Array, "*lead half"]:
     """PyTorch's GLU over the last axis: first half ⊙ σ(second half)."""
     value, gate = jnp.split(x, 2, axis=-1)

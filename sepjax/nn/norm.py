@@ -1,11 +1,12 @@
 """Normalisation layers over channel-last sequences: LayerNorm over channels, GroupNorm(1) over a whole sequence."""
 
-from functools import partial
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+
+from sepjax.nn.remat import recomputed
 
 
 class LayerNorm(eqx.Module):
@@ -24,7 +25,7 @@ class LayerNorm(eqx.Module):
         return _normalise(x, self.weight, self.bias, self.eps, (-1,))
 
 
-@partial(jax.checkpoint, static_argnums=(3, 4))  # the backward recomputes the statistics: only `x` is kept
+@recomputed(static_argnums=(3, 4))  # the backward recomputes the statistics: only `x` is kept
 def _normalise(x: Array, weight: Array, bias: Array, eps: float, axes: tuple[int, ...]) -> Array:
     """(x − mean) / √(var + eps) over `axes`, in float32, then a per-channel affine; returned in x's dtype."""
     stats = x.astype(jnp.float32)

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray, PyTree
 
+from sepjax.nn.remat import recomputed
+
 M = TypeVar("M", bound=eqx.Module)
 X = TypeVar("X")
 
@@ -34,7 +36,7 @@ def scan_blocks(
         return apply(eqx.combine(layer_params, static), carry, layer_key), None
 
     if remat:
-        body = jax.checkpoint(body)
+        body = recomputed(body)
     out, _ = jax.lax.scan(body, x, (params, keys), unroll=unroll)
     return out
 

@@ -23,6 +23,7 @@ from sepjax.nn.depthwise import DepthwiseConv
 from sepjax.nn.keys import split_keys
 from sepjax.nn.linear import linear
 from sepjax.nn.norm import LayerNorm
+from sepjax.nn.remat import recomputed
 from sepjax.nn.stateful_norm import BATCH_AXIS, NormKind, StatefulNorm
 
 
@@ -99,7 +100,7 @@ class GCFN(eqx.Module):
                  ) -> Float[Array, "time dim"]:
         k_mid, k_out = split_keys(key)
         # Recomputing the cheap kernel-3 conv in the backward keeps one 6F-wide activation instead of two.
-        y = jax.checkpoint(lambda conv, h: glu(conv(h)))(self.conv, linear(self.up, self.norm(x)))
+        y = recomputed(lambda conv, h: glu(conv(h)))(self.conv, linear(self.up, self.norm(x)))
         y = self.dropout(y, key=k_mid, inference=inference)
         y = self.dropout(linear(self.down, y), key=k_out, inference=inference)
         return x + y * self.scale.astype(x.dtype)

@@ -17,6 +17,7 @@ from sepjax.nn.depthwise import DepthwiseConv
 from sepjax.nn.keys import split_keys
 from sepjax.nn.linear import linear
 from sepjax.nn.norm import GroupNorm1
+from sepjax.nn.remat import recomputed
 from sepjax.nn.stateful_norm import BATCH_AXIS, StatefulNorm
 
 STEM_AXIS = "stem"
@@ -24,7 +25,7 @@ STEM_AXIS = "stem"
 
 
 def maybe_remat(fn: Callable[..., Any], remat: bool) -> Callable[..., Any]:
-    return jax.checkpoint(fn) if remat else fn
+    return recomputed(fn) if remat else fn
 
 
 def global_block(c: SepReformerConfig, key: PRNGKeyArray) -> GlobalBlock:
