@@ -110,14 +110,19 @@ def output_folder(out_dir: Path, name: Path, source: Path) -> Path:
 
 def _blocks(path: Path, channels: int) -> Iterator[np.ndarray]:
     with sf.SoundFile(str(path)) as f:
-        per_block = max(int(BLOCK_SECONDS * f.samplerate), 1)
-        while True:
-            data = f.read(per_block, dtype="float32", always_2d=True)
-            if not len(data):
-                break
-            if not np.all(np.isfinite(data)):
-                raise AudioError(f"{path}: contains NaN or infinite samples")
-            yield to_channels(data.T, channels)
+        yield from sound_blocks(f, max(int(BLOCK_SECONDS * f.samplerate), 1), channels, str(path))
+
+
+def sound_blocks(f: sf.SoundFile, frames: int, channels: int, name: str) -> Iterator[np.ndarray]:
+    """(channels, ≤frames) float32 blocks of an open file until it ends, mapped to `channels`; non-finite samples
+    are an error naming `name`."""
+    while True:
+        data = f.read(frames, dtype="float32", always_2d=True)
+        if not len(data):
+            return
+        if not np.all(np.isfinite(data)):
+            raise AudioError(f"{name}: contains NaN or infinite samples")
+        yield to_channels(data.T, channels)
 
 
 def _stats(path: Path, frames: int) -> NormStats:

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sepjax.audio import SUBTYPES, AudioError, to_channels
+from sepjax.audio import SUBTYPES, AudioError
 from sepjax.errors import InputError, OutputExistsError
 from sepjax.inference.separate import InferenceConfig, ModelFn, separate_stream, stats_from_start
-from sepjax.inference.separate_files import resampled, to_channels_stems
+from sepjax.inference.separate_files import resampled, sound_blocks, to_channels_stems
 
 RAW_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 
@@ -74,13 +74,8 @@ def input_blocks(f: sf.SoundFile, frames: int, channels: int, name: str) -> Iter
 
     def read() -> None:
         try:
-            while True:
-                data = f.read(frames, dtype="float32", always_2d=True)
-                if not len(data):
-                    break
-                if not np.all(np.isfinite(data)):
-                    raise AudioError(f"{name}: contains NaN or infinite samples")
-                arrived.put(to_channels(data.T, channels))
+            for block in sound_blocks(f, frames, channels, name):
+                arrived.put(block)
         except Exception as err:  # raised again in the reading generator, where the caller sees it
             arrived.put(err)
         arrived.put(None)
