@@ -8,6 +8,7 @@
     python benchmarks/train_step.py --compare-seed --keep-host-memory   # both under sepjax.train.host_memory
     python benchmarks/train_step.py --compare-seed --huge-pages   # both with glibc's malloc on huge pages
     python benchmarks/train_step.py --compare-seed --steps-per-call 8   # sepjax's train_steps: 8 steps per call
+    python benchmarks/train_step.py --model sepreformer-t --profile trace/ --cost-analysis   # where the time goes
 
 The yardstick for `--compare-seed` is the code of the SepReformer tutorial that sepjax's dual-path model
 follows, as that tutorial writes it: a stand-alone JAX script that prints JSON, kept outside this repository
@@ -23,6 +24,12 @@ SepReformer (`sepreformer-t/-b/-l`) it also holds `params` (with the auxiliary h
 `params_without_aux` (the paper's count) and `macs_per_second`: multiply-accumulates
 per second of input audio in one inference forward, from XLA's cost analysis (flops / 2), to compare
 with the paper's 10.4 G/s (T) and 39.8 G/s (B).
+
+`--profile DIR` traces one more step with `jax.profiler` into DIR (TensorBoard's profile plugin or Perfetto
+opens it) and adds `op_time_shares`: the step's XLA operations by kind, with their share of all op time
+(`xla_profile.py`). `--cost-analysis` compiles the step once more and adds XLA's count of its flops and bytes
+accessed, the flops achieved per second at the measured step time and the flops per byte moved: a step far
+below the CPU's peak at few flops per byte is bound by memory traffic, not arithmetic.
 """
 
 import argparse
@@ -64,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(sepjax.train.host_memory)")
     p.add_argument("--compare-seed", action="store_true")
     p.add_argument("--seed-script", type=Path, default=SEED_SCRIPT, help="the tutorial's code (see the docstring)")
+    p.add_argument("--profile", type=Path, default=None, help="trace one more step into this folder (first round)")
+    p.add_argument("--cost-analysis", action="store_true",
+                   help="add XLA's flops and bytes accessed per step (one more compile, first round)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--macs", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -132,6 +142,23 @@ def run_worker(args: argparse.Namespace) -> dict:
     step_s = statistics.median(times)
     compile_s -= (per_call - 1) * step_s  # as with one step per call: the compile and one step
     extra = {}
+    if args.profile is not None:
+        from xla_profile import op_time_shares  # beside this script, so on sys.path
+
+        with jax.profiler.trace(str(args.profile)):
+            state, metrics = call(state)
+            jax.block_until_ready(metrics)
+        extra["op_time_shares"] = [{"op": op, "seconds": round(seconds, 4), "share": round(share, 4)}
+                                   for op, seconds, share in op_time_shares(args.profile)]
+    if args.cost_analysis:
+        import equinox as eqx
+        from xla_profile import step_costs
+
+        costs = step_costs(eqx.filter_jit(call).lower(state).compile())
+        extra["flops_per_step"] = costs["flops"] / per_call
+        extra["bytes_per_step"] = costs["bytes_accessed"] / per_call
+        extra["flops_per_byte"] = round(costs["flops_per_byte"], 3)
+        extra["achieved_gflops_per_s"] = round(costs["flops"] / per_call / step_s / 1e9, 2)
     if args.macs:
         extra["macs_per_second"] = inference_macs(model, batch.mixture[0]) / args.seconds
     if is_paper_model(args.model):  # the paper counts parameters without the auxiliary heads
@@ -190,8 +217,11 @@ def main(argv=None) -> dict:
     env = with_huge_pages(os.environ) if args.huge_pages else dict(os.environ)
     ours, seed = [], []
     for r in range(args.rounds):
-        # The MACs need one more compile (the inference forward): count them in the first round only.
-        ours.append(last_json(ours_cmd + (["--macs"] if r == 0 and is_paper_model(args.model) else []), env))
+        # The MACs and the cost analysis need one more compile each, and the trace one more step: first round only.
+        first_round_only = [*(["--macs"] if is_paper_model(args.model) else []),
+                            *(["--profile", str(args.profile)] if args.profile is not None else []),
+                            *(["--cost-analysis"] if args.cost_analysis else [])]
+        ours.append(last_json(ours_cmd + (first_round_only if r == 0 else []), env))
         print(f"round {r + 1}: sepjax {ours[-1]['segments_per_s']} seg/s", end="", flush=True)
         if args.compare_seed:
             seed.append(last_json(seed_cmd, env))
@@ -201,12 +231,16 @@ def main(argv=None) -> dict:
     def summary(runs: list[dict]) -> dict:
         return {k: statistics.median(r[k] for r in runs) for k in ("compile_s", "step_s", "segments_per_s")}
 
-    result = {"config": {k: v for k, v in vars(args).items() if k not in ("worker", "compare_seed", "seed_script")},
+    internal = ("worker", "compare_seed", "seed_script", "profile")
+    result = {"config": {k: v for k, v in vars(args).items() if k not in internal},
               "params": ours[0]["params"], "device": ours[0]["device"], "sepjax": summary(ours)}
     if "macs_per_second" in ours[0]:
         result["params_without_aux"] = ours[0]["params_without_aux"]
         result["macs_per_second"] = ours[0]["macs_per_second"]
         result["segments_per_s"] = result["sepjax"]["segments_per_s"]
+    for key in ("op_time_shares", "flops_per_step", "bytes_per_step", "flops_per_byte", "achieved_gflops_per_s"):
+        if key in ours[0]:
+            result[key] = ours[0][key]
     if args.compare_seed:
         result["seed"] = summary(seed)
         result["ratio"] = round(result["sepjax"]["segments_per_s"] / result["seed"]["segments_per_s"], 3)
