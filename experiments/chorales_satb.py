@@ -1,4 +1,4 @@
-"""The shipped chorale separator (`chorales-satb`): the tutorial's dual-path SepReformer at dim 64 on the embedded
+"""The shipped chorale separator (`chorales-satb`): the tutorial's dual-path SepReformer at dim 128 on the embedded
 Bach-chorale corpus (soprano, alto, tenor, bass) at 8 kHz.
 
 Data: the corpus rendered by `sepjax data chorales data/chorales --sample-rate 16000`, read at 8 kHz in 2 s
