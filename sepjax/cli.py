@@ -325,8 +325,11 @@ def cmd_convert(args) -> int:
         return 0
     if len(args.sources) != 1:
         raise InputError(f"--to {args.to} converts one bundle, got {len(args.sources)} arguments")
+    from sepjax.inference.convert import official_yaml_path
+
     path = export_official(args.sources[0], args.out, overwrite=args.overwrite)
-    print(f"{args.sources[0]} → official SepReformer state_dict {path}")
+    print(f"{args.sources[0]} → official SepReformer state_dict {path}, and its config's model section "
+          f"{official_yaml_path(path)}")
     return 0
 
 

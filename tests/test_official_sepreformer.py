@@ -18,12 +18,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 from fixtures import make_2mix
 
 from sepjax.cli import main
 from sepjax.inference.bundle import load_bundle
 from sepjax.models import get_config
-from sepjax.models.sepreformer.official import ConversionError, from_official, official_config, to_official
+from sepjax.models.sepreformer.official import (
+    ConversionError,
+    config_from_official_yaml,
+    from_official,
+    official_config,
+    to_official,
+)
 from sepjax.state_dicts import StateDictError, read_state_dict, write_state_dict
 from sepjax.train.step import training_forward
 
@@ -139,12 +146,16 @@ def test_convert_both_ways_round_trips_through_safetensors_and_npz(tmp_path, cap
     loaded = load_bundle(bundle)
     assert loaded.stem_names == ("spk1", "spk2") and loaded.sample_rate == 8000
     for suffix in (".safetensors", ".npz"):
-        exported = tmp_path / f"tiny{suffix}"
+        exported = tmp_path / f"tiny-{suffix[1:]}{suffix}"  # each with its own .yaml
         assert main(["convert", str(bundle), "--to", "sepreformer-official", "--out", str(exported)]) == 0
         tensors = read_state_dict(exported)
         for name, value in STATE_DICT.items():
             np.testing.assert_array_equal(tensors[name], value, err_msg=name)
-        assert main(["convert", "sepreformer-official", str(exported), "--out", str(tmp_path / f"back{suffix}")]) == 0
+        # Beside the tensors, the official config section that builds their network, the bundle's dropout included.
+        written = yaml.safe_load(exported.with_suffix(".yaml").read_text())["model"]
+        assert loaded.config.replace(**config_from_official_yaml(written)) == loaded.config
+        assert main(["convert", "sepreformer-official", str(exported), "--config", str(exported.with_suffix(".yaml")),
+                     "--out", str(tmp_path / f"back{suffix}")]) == 0
         again = load_bundle(tmp_path / f"back{suffix}")
         for a, b in zip(jax.tree.leaves(again.model), jax.tree.leaves(loaded.model), strict=True):
             np.testing.assert_array_equal(a, b)
@@ -279,3 +290,29 @@ def test_the_official_configs_yaml_supplies_what_the_weights_do_not(tmp_path, ca
     (tmp_path / "bad.yaml").write_text("model: {num_stages: 2}\n")
     with pytest.raises(ConversionError, match="no `model:` section"):
         read_official_yaml(tmp_path / "bad.yaml")
+
+
+def test_the_official_model_section_is_the_one_the_reference_was_built_from():
+    from sepjax.models.sepreformer.official import official_model_section
+
+    recorded = json.loads((DATA / "official_sepreformer_tiny.json").read_text())["official_config_model"]
+    assert official_model_section(get_config("sepreformer-tiny", dropout=0.0)) == recorded
+    for name in ("sepreformer-t", "sepreformer-b", "sepreformer-l"):  # and it inverts the yaml reader
+        config = get_config(name)
+        assert config.replace(**config_from_official_yaml(official_model_section(config))) == config
+    for bad in ({"norm": "group"}, {"activation": "snake"}, {"shared_split": False}):
+        with pytest.raises(ConversionError, match=f"{next(iter(bad))}="):
+            official_model_section(get_config("sepreformer-t", **bad))
+
+
+def test_export_refuses_an_existing_config_file_before_writing_the_tensors(tmp_path, capsys):
+    bundle = tmp_path / "tiny"
+    assert main(["convert", "sepreformer-official", str(DATA / "sepreformer_tiny_epoch.pth"),
+                 "--out", str(bundle)]) == 0
+    (tmp_path / "out.yaml").write_text("mine")
+    assert main(["convert", str(bundle), "--to", "sepreformer-official", "--out", str(tmp_path / "out.npz")]) == 2
+    assert "out.yaml exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out.yaml").read_text() == "mine" and not (tmp_path / "out.npz").exists()
+    assert main(["convert", str(bundle), "--to", "sepreformer-official", "--out", str(tmp_path / "out.npz"),
+                 "--overwrite"]) == 0
+    assert yaml.safe_load((tmp_path / "out.yaml").read_text())["model"]["num_stages"] == 2

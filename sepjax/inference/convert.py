@@ -1,7 +1,7 @@
 """Official SepReformer checkpoints ⇄ sepjax bundles (`sepjax convert`).
 
     sepjax convert sepreformer-official epoch.0180.pth --out bundles/sepreformer-b-wsj0
-    sepjax convert bundles/my-finetuned --to sepreformer-official --out finetuned.safetensors
+    sepjax convert bundles/my-finetuned --to sepreformer-official --out finetuned.safetensors   # + finetuned.yaml
 
 The official model returns (frames − 1)·stride + kernel samples, which can be a few samples short of the
 input; sepjax zero-pads its output to exactly the input length. The two agree on the common prefix.
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from sepjax.errors import OutputExistsError
+from sepjax.files import write_text_atomic
 from sepjax.inference.bundle import load_bundle, save_bundle
 from sepjax.inference.pretrained import resolve_bundle
 from sepjax.models.sepreformer.config import SepReformerConfig
@@ -21,6 +23,7 @@ from sepjax.models.sepreformer.official import (
     config_from_official_yaml,
     from_official,
     official_config,
+    official_model_section,
     to_official,
 )
 from sepjax.state_dicts import read_state_dict, write_state_dict
@@ -84,10 +87,23 @@ def convert_official(checkpoint: str | Path, out: str | Path, *, config_yaml: st
     return save_bundle(out, model, stem_names, sample_rate, overwrite=overwrite), model.config
 
 
+def official_yaml_path(state_dict_file: str | Path) -> Path:
+    """Where `export_official` writes the official `model:` section: beside the file, as NAME.yaml."""
+    return Path(state_dict_file).with_suffix(".yaml")
+
+
 def export_official(bundle: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a sepjax paper-model bundle (a path or a shipped name) as an official state_dict file."""
+    """Write a sepjax paper-model bundle (a path or a shipped name) as an official state_dict file, and beside it
+    (`official_yaml_path`) the `model:` section of an official configs.yaml that builds the network those
+    tensors fit, stride and dropout included, which the weights alone do not record."""
     loaded = load_bundle(resolve_bundle(str(bundle)))
     if not isinstance(loaded.model, SepReformer):
         raise ConversionError(f"{bundle}: a {loaded.config.family} model has no official SepReformer layout; "
                               "only the paper's SepReformer converts")
-    return write_state_dict(out, to_official(loaded.model), overwrite=overwrite)
+    section = official_model_section(loaded.config)
+    config_file = official_yaml_path(out)
+    if config_file.exists() and not overwrite:
+        raise OutputExistsError(f"{config_file} exists; pass --overwrite to replace it")
+    path = write_state_dict(out, to_official(loaded.model), overwrite=overwrite)
+    write_text_atomic(config_file, yaml.safe_dump({"model": section}, sort_keys=False))
+    return path

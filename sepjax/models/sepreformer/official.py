@@ -336,3 +336,46 @@ def config_from_official_yaml(model_section: Mapping) -> dict:
     except (KeyError, TypeError, ValueError) as err:
         raise ConversionError(f"the official config's model section lacks or garbles {err}") from err
     return fields
+
+
+def official_model_section(config: SepReformerConfig) -> dict:
+    """The `model:` section of an official configs.yaml that builds `config`'s network with the official
+    `SepReformer_Base_WSJ0` `Model` (the inverse of `config_from_official_yaml`). The official code has BatchNorm,
+    GELU and one speaker split shared by every stage, and always builds the auxiliary heads; a config it cannot
+    build is a ConversionError naming the field."""
+    unsupported = [f"{name}={getattr(config, name)!r} (the official code has {want!r})"
+                   for name, want in (("norm", "batch"), ("activation", "gelu"), ("shared_split", True))
+                   if getattr(config, name) != want]
+    if unsupported:
+        raise ConversionError(f"no official counterpart for {_describe(config)}: " + ", ".join(unsupported))
+    f, heads, drop = config.dim, config.heads, config.dropout
+
+    def global_blocks() -> dict:
+        return {"in_channels": f, "num_mha_heads": heads, "dropout_rate": drop}
+
+    def local_blocks() -> dict:
+        return {"in_channels": f, "kernel_size": config.local_kernel, "dropout_rate": drop}
+
+    channels = config.encoder_channels
+    return {
+        "num_stages": config.num_stages, "num_spks": config.num_stems,
+        "module_audio_enc": {"in_channels": config.in_channels, "out_channels": channels,
+                             "kernel_size": config.encoder_kernel, "stride": config.encoder_stride, "groups": 1,
+                             "bias": False},
+        "module_feature_projector": {"num_channels": channels, "in_channels": channels, "out_channels": f,
+                                     "kernel_size": 1, "bias": False},
+        "module_separator": {
+            "num_stages": config.num_stages,
+            "relative_positional_encoding": {"in_channels": f, "num_heads": heads,
+                                             "maxlen": config.max_relative_position, "embed_v": False},
+            "enc_stage": {"global_blocks": global_blocks(), "local_blocks": local_blocks(),
+                          "down_conv_layer": {"in_channels": f, "samp_kernel_size": config.down_kernel}},
+            "spk_split_stage": {"in_channels": f, "num_spks": config.num_stems},
+            "simple_fusion": {"out_channels": f},
+            "dec_stage": {"num_spks": config.num_stems, "global_blocks": global_blocks(),
+                          "local_blocks": local_blocks(),
+                          "spk_attention": {"in_channels": f, "num_mha_heads": heads, "dropout_rate": drop}}},
+        "module_output_layer": {"in_channels": channels, "out_channels": f, "num_spks": config.num_stems},
+        "module_audio_dec": {"in_channels": channels, "out_channels": config.out_channels,
+                             "kernel_size": config.encoder_kernel, "stride": config.encoder_stride, "bias": False},
+    }
