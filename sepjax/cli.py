@@ -310,7 +310,7 @@ def cmd_models(args) -> int:
 
 def cmd_convert(args) -> int:
     from sepjax.errors import InputError
-    from sepjax.inference.convert import OFFICIAL, convert_official, export_official
+    from sepjax.inference.convert import OFFICIAL, convert_official, export_official, official_yaml_path
 
     if args.to is None:
         if len(args.sources) != 2 or args.sources[0] != OFFICIAL:
@@ -325,8 +325,6 @@ def cmd_convert(args) -> int:
         return 0
     if len(args.sources) != 1:
         raise InputError(f"--to {args.to} converts one bundle, got {len(args.sources)} arguments")
-    from sepjax.inference.convert import official_yaml_path
-
     path = export_official(args.sources[0], args.out, overwrite=args.overwrite)
     print(f"{args.sources[0]} → official SepReformer state_dict {path}, and its config's model section "
           f"{official_yaml_path(path)}")
