@@ -62,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--remat", action="store_true", help="rematerialise blocks in the backward pass")
+    p.add_argument("--unroll", action="store_true",
+                   help="the paper's SepReformer: apply each stage's repeated blocks one by one, not as a lax.scan")
     p.add_argument("--kernels", default="cpu_fast", choices=["reference", "cpu_fast"],
                    help="the dual-path model's kernels (sepjax.nn.kernels); the figures in docs/ use cpu_fast")
     p.add_argument("--keep-host-memory", action="store_true",
@@ -94,7 +96,7 @@ def model_overrides(args: argparse.Namespace) -> dict:
     if args.model.startswith("dual-path-sepreformer"):
         return dict(dim=args.dim, ff_dim=args.ff, heads=args.heads, chunk_size=args.chunk,
                     num_stems=args.stems, dtype=args.dtype, remat=args.remat, kernels=args.kernels)
-    return dict(num_stems=args.stems, dtype=args.dtype, remat=args.remat)
+    return dict(num_stems=args.stems, dtype=args.dtype, remat=args.remat, unroll=args.unroll)
 
 
 def run_worker(args: argparse.Namespace) -> dict:
@@ -150,17 +152,22 @@ def run_worker(args: argparse.Namespace) -> dict:
             jax.block_until_ready(metrics)
         extra["op_time_shares"] = [{"op": op, "seconds": round(seconds, 4), "share": round(share, 4)}
                                    for op, seconds, share in op_time_shares(args.profile)]
+    # XLA's cost analysis counts a while loop's body once, so the paper model's flops are counted on its
+    # unrolled graph (the same function; `unroll` only changes how it is lowered).
+    counted = build_model(config.replace(unroll=True), key=jax.random.PRNGKey(0)) if is_paper_model(args.model) \
+        else model
     if args.cost_analysis:
         import equinox as eqx
         from xla_profile import step_costs
 
-        costs = step_costs(eqx.filter_jit(call).lower(state).compile())
+        costs = step_costs(eqx.filter_jit(call).lower(TrainState.create(counted, optimizer, key=jax.random.PRNGKey(0))
+                                                      ).compile())
         extra["flops_per_step"] = costs["flops"] / per_call
         extra["bytes_per_step"] = costs["bytes_accessed"] / per_call
         extra["flops_per_byte"] = round(costs["flops_per_byte"], 3)
         extra["achieved_gflops_per_s"] = round(costs["flops"] / per_call / step_s / 1e9, 2)
     if args.macs:
-        extra["macs_per_second"] = inference_macs(model, batch.mixture[0]) / args.seconds
+        extra["macs_per_second"] = inference_macs(counted, batch.mixture[0]) / args.seconds
     if is_paper_model(args.model):  # the paper counts parameters without the auxiliary heads
         import equinox as eqx
 
@@ -202,7 +209,8 @@ def main(argv=None) -> dict:
                 "--stems", str(args.stems), "--dtype", args.dtype, "--kernels", args.kernels,
                 "--steps-per-call", str(args.steps_per_call),
                 *shared,
-                *(["--remat"] if args.remat else []), *(["--keep-host-memory"] if args.keep_host_memory else [])]
+                *(["--remat"] if args.remat else []), *(["--unroll"] if args.unroll else []),
+                *(["--keep-host-memory"] if args.keep_host_memory else [])]
     # The seed runs as written; with --keep-host-memory it gets the same allocator settings first.
     seed_launch = [sys.executable, str(args.seed_script)] if not args.keep_host_memory else [
         sys.executable, "-c", "import runpy, sys; from sepjax.train.host_memory import keep_host_memory; "

@@ -1,5 +1,6 @@
 """Test-wide settings: JAX on the CPU with strict dtype promotion and float32 matmuls at full precision, XLA's
-lowest LLVM optimisation level, and per pytest-xdist worker one share of the cores and one numba cache."""
+lowest LLVM optimisation level, and per pytest-xdist worker one share of the cores, one numba cache and one
+compilation cache."""
 
 import os
 import tempfile
@@ -23,6 +24,10 @@ if worker:
     # a worker can load another's half of a kernel and segfault), so each worker gets its own cache folder.
     numba_cache = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(tempfile.gettempdir()) / "sepjax-numba-cache")
     os.environ["NUMBA_CACHE_DIR"] = str(numba_cache / worker)
+
+# `sepjax train` keeps compiled steps in the user's cache folder; the suite's go to a folder of its own, one per
+# worker (two processes must not fill one cache folder at once).
+os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / "sepjax-test-cache" / (worker or "main"))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

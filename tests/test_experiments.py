@@ -10,6 +10,7 @@ from sepjax.cli import main
 from sepjax.data.layouts import get_layout
 from sepjax.inference.bundle import load_bundle
 from sepjax.train.cli import load_experiment, parse
+from sepjax.train.compile_cache import ENVIRONMENT, use_compile_cache
 
 EXPERIMENTS = sorted((Path(__file__).parents[1] / "experiments").glob("*_sepreformer.py"))
 
@@ -44,15 +45,37 @@ def test_command_line_overrides():
         parse(config, ["--train.steps", "not-a-number"])
 
 
-def test_sepjax_train_runs_an_experiment_file(tmp_path, capsys):
+@pytest.fixture
+def compile_cache_restored(monkeypatch):
+    monkeypatch.delenv(ENVIRONMENT, raising=False)
+    yield
+    jax.config.update("jax_compilation_cache_dir", None)
+
+
+def test_sepjax_train_runs_an_experiment_file_and_caches_its_compiled_steps(tmp_path, capsys,
+                                                                            compile_cache_restored):
     make_jacappella(tmp_path / "jc")
+    cache = tmp_path / "cache"
     with jax.numpy_dtype_promotion("standard"):
         code = main(["train", "experiments/chorales_sepreformer.py", "--data.root", str(tmp_path / "jc"),
                      "--data.layout", "jacappella", "--data.stems", "soprano", "alto", "tenor", "bass",
                      "--data.segment-seconds", "0.5", "--train.steps", "2", "--train.steps-per-call", "2",
                      "--train.valid-every", "2", "--train.chunk-seconds", "0.5", "--train.run-dir",
-                     str(tmp_path / "run"), "--log.no-progress"])
+                     str(tmp_path / "run"), "--log.no-progress", "--train.compile-cache", str(cache)])
     assert code == 0
     assert "model bundle:" in capsys.readouterr().out
+    assert [p.name for p in cache.glob("jit__donating_steps-*")]  # the next run of it loads, not compiles
     assert load_bundle(tmp_path / "run" / "bundle").stem_names == ("soprano", "alto", "tenor", "bass")
     assert main(["train", str(tmp_path / "nope.py")]) == 2
+
+
+def test_compile_cache_folder_comes_from_the_environment_first_and_is_off_for_an_empty_name(
+        tmp_path, monkeypatch, compile_cache_restored):
+    assert use_compile_cache("") is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert use_compile_cache("user") == tmp_path / "xdg" / "sepjax" / "jax"
+    assert use_compile_cache(str(tmp_path / "c")) == tmp_path / "c"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+    monkeypatch.setenv(ENVIRONMENT, str(tmp_path / "env"))
+    assert use_compile_cache(str(tmp_path / "other")) == tmp_path / "env"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")  # JAX reads the variable itself

@@ -172,11 +172,11 @@ def test_train_step_gradients_are_finite_and_stats_update_with_dropout_and_snake
     assert [int(x) for x in jax.tree.leaves(new.ema.stats) if x.dtype == jnp.int32] == counters
 
 
-def loss_and_grads(model: SepReformer, batch: Batch):
+def loss_and_grads(model: SepReformer, batch: Batch, key: Array | None = None):
     params, frozen = eqx.partition(model, trainable(model))
 
     def loss_of(p):
-        return batch_loss(eqx.combine(p, frozen), batch, None, CompositeLossConfig(stft_weight=0.0), 0.4)
+        return batch_loss(eqx.combine(p, frozen), batch, key, CompositeLossConfig(stft_weight=0.0), 0.4)
 
     (loss, (_, stats)), grads = eqx.filter_jit(jax.value_and_grad(loss_of, has_aux=True))(params)
     return loss, grads, stats
@@ -196,6 +196,37 @@ def test_remat_gives_the_same_loss_gradients_and_stats():
         np.testing.assert_allclose(g_r, g, rtol=1e-4, atol=noise)
     for s_r, s in zip(jax.tree.leaves(stats_r), jax.tree.leaves(stats), strict=True):
         np.testing.assert_allclose(s_r, s, rtol=1e-5, atol=1e-7)
+
+
+def test_scanned_stages_equal_unrolled_ones_in_loss_gradients_stats_and_inference():
+    """Each stage's repeated blocks run as one lax.scan (stacked when traced, BatchNorm statistics carried
+    through the scan); applied one by one they give the same values, in training mode with dropout too."""
+    batch = Batch.from_targets(harmonic_stems(2, 2, 900, 8000, seed=5))
+    config = TINY.replace(dropout=0.1)
+    scanned = build_model(config, key=jax.random.PRNGKey(0))
+    unrolled = build_model(config.replace(unroll=True), key=jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(7)
+    (loss, grads, stats), (loss_u, grads_u, stats_u) = (loss_and_grads(scanned, batch, key),
+                                                        loss_and_grads(unrolled, batch, key))
+    np.testing.assert_allclose(loss, loss_u, rtol=1e-5)
+    noise = 1e-7 * max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads_u))  # as in the remat test
+    for g, g_u in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_u), strict=True):
+        np.testing.assert_allclose(g, g_u, rtol=1e-4, atol=noise)
+    moved = 0
+    for s, s_u, s0 in zip(jax.tree.leaves(stats), jax.tree.leaves(stats_u), jax.tree.leaves(unrolled.stats),
+                          strict=True):
+        np.testing.assert_allclose(s, s_u, rtol=1e-5, atol=1e-7)
+        moved += not np.array_equal(s_u, s0)
+    assert moved == len(jax.tree.leaves(stats_u))  # every running statistic and counter was updated
+    mixture = batch.mixture
+    np.testing.assert_allclose(jax.vmap(scanned)(mixture), jax.vmap(unrolled)(mixture), rtol=1e-5, atol=1e-6)
+
+    def lowered(model):
+        return eqx.filter_jit(lambda m, x: jax.vmap(m)(x)).lower(model, mixture).as_text()
+
+    # Per stage: 1 while loop for the encoder stages and the bottleneck, 1 for each decoder stage.
+    assert lowered(scanned).count("stablehlo.while") == 2 * TINY.num_stages + 1
+    assert "stablehlo.while" not in lowered(unrolled)
 
 
 def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32():

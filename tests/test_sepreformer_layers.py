@@ -15,7 +15,8 @@ from sepjax.nn.depthwise import DepthwiseConv
 from sepjax.nn.norm import GroupNorm1
 
 
-@pytest.mark.parametrize(("kernel", "stride", "length"), [(3, 1, 50), (65, 1, 200), (5, 2, 64), (5, 2, 63)])
+@pytest.mark.parametrize(("kernel", "stride", "length"),
+                         [(3, 1, 50), (65, 1, 200), (5, 2, 64), (5, 2, 63), (17, 2, 63)])
 def test_depthwise_conv_matches_eqx_grouped_conv(kernel, stride, length):
     conv = DepthwiseConv(8, kernel, stride=stride, key=jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (length, 8))

@@ -49,6 +49,24 @@ def depthwise_conv(x: Float[Array, "time channels"], taps: Float[Array, "channel
     return _shifted_sum(jnp.pad(x, [(pad, pad), (0, 0)]), taps, _frames(x.shape[0], stride), stride)
 
 
+LONG_KERNEL = 9
+"""From this many taps the taps' gradient is one grouped convolution (CLA's 65 taps: 1.6-2.8x faster on a
+2-core CPU); below it, one reduction per tap (3 and 5 taps: 1.3-6x faster than the convolution).
+`benchmarks/depthwise.py` measures both (docs/performance.md)."""
+
+
+def _tap_gradient(padded: Array, grad: Array, kernel: int, stride: int) -> Array:
+    """d taps[c, i] = Σ_j padded[i + j·stride, c] · grad[j, c]: a grouped correlation of the padded input with
+    the gradient (dilated by the stride) as its filter."""
+    if kernel < LONG_KERNEL:
+        span = (grad.shape[0] - 1) * stride + 1
+        return jnp.stack([jnp.einsum("tc,tc->c", padded[i : i + span : stride], grad) for i in range(kernel)], 1)
+    taps = lax.conv_general_dilated(padded[None], grad[:, None, :], window_strides=(1,), padding=[(0, 0)],
+                                    rhs_dilation=(stride,), dimension_numbers=("NWC", "WIO", "NWC"),
+                                    feature_group_count=grad.shape[1])
+    return taps[0, :kernel].T
+
+
 def _depthwise_fwd(x, taps, stride):
     return depthwise_conv(x, taps, stride), (x, taps)
 
@@ -59,7 +77,7 @@ def _depthwise_bwd(stride, residuals, grad):
     pad = (kernel - 1) // 2
     padded = jnp.pad(x, [(pad, pad), (0, 0)])
     span = (grad.shape[0] - 1) * stride + 1
-    grad_taps = jnp.stack([jnp.einsum("tc,tc->c", padded[i : i + span : stride], grad) for i in range(kernel)], 1)
+    grad_taps = _tap_gradient(padded, grad, kernel, stride)
     # d padded[j] = Σ_i taps[i]·g↑[j − i], with g↑ the gradient dilated by the stride: a correlation with the
     # flipped filter. Only the unpadded rows j ∈ [pad, pad + time) are needed.
     dilated = lax.pad(grad, jnp.zeros((), grad.dtype),

@@ -76,6 +76,11 @@ class TrainConfig:
     """Train steps per jitted call (`train_steps`): fewer dispatches and host syncs; on the CPU, XLA's scratch
     memory is faulted in once per call instead of once per step. Every log/audio/validation/checkpoint
     interval must be a multiple of it."""
+    compile_cache: str = "user"
+    """The folder of JAX's persistent compilation cache for `sepjax train` and experiment scripts, so that a
+    rerun or resumed run of the same experiment loads its compiled steps instead of compiling them again.
+    'user': sepjax/jax in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache); '': no cache. The
+    JAX_COMPILATION_CACHE_DIR environment variable takes precedence."""
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,12 @@ def check_config(config: "ExperimentConfig") -> None:
 
 # Fields a resumed run may change without being a different experiment: how long it runs and how, and the paths
 # that only locate the run and its data (a run folder or a data set moved to another disk still resumes).
-# Changes that leave the run's function and data order as they were: the kernels and the attention implementation
-# compute the same values (tests/test_kernels.py).
+# Changes that leave the run's function and data order as they were: the kernels, the attention implementation
+# and the paper model's unrolling compute the same values (tests/test_kernels.py, tests/test_sepreformer.py), and
+# the compilation cache only stores what XLA compiled.
 RESUMABLE_CHANGES = {("train", "steps"), ("train", "resume"), ("train", "steps_per_call"), ("log", "progress"),
                      ("train", "run_dir"), ("data", "root"), ("data", "num_workers"), ("model", "kernels"),
-                     ("model", "attention_impl")}
+                     ("model", "attention_impl"), ("model", "unroll"), ("train", "compile_cache")}
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

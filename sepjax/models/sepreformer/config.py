@@ -47,6 +47,10 @@ class SepReformerConfig(ConfigMethods):
     """Compute dtype; parameters and normalisation statistics stay float32."""
     remat: bool = False
     """Rematerialise each block in the backward pass (less memory, more compute)."""
+    unroll: bool = False
+    """Apply each stage's repeated blocks (an encoder stage's two Global-Local pairs, a decoder stage's three
+    rounds) one after another instead of as one `lax.scan`, which traces and compiles them once per stage.
+    The values are the same; the scan compiles faster."""
     attention_impl: AttentionImpl = "xla"
     """`jax.nn.dot_product_attention`'s implementation; 'cudnn' (GPU, with dtype bfloat16) is cuDNN's fused kernel."""
 

@@ -18,6 +18,7 @@ from sepjax.nn.keys import split_keys
 from sepjax.nn.linear import linear
 from sepjax.nn.norm import GroupNorm1
 from sepjax.nn.remat import recomputed
+from sepjax.nn.stack import scan_alike
 from sepjax.nn.stateful_norm import BATCH_AXIS, StatefulNorm
 
 STEM_AXIS = "stem"
@@ -62,6 +63,7 @@ class EncoderStage(eqx.Module):
     blocks: tuple[GlobalBlock, LocalBlock, GlobalBlock, LocalBlock]
     down: Downsample | None
     remat: bool = eqx.field(static=True)
+    unroll: bool = eqx.field(static=True)
 
     def __init__(self, c: SepReformerConfig, *, downsample: bool, key: PRNGKeyArray):
         k = jax.random.split(key, 5)
@@ -69,16 +71,18 @@ class EncoderStage(eqx.Module):
                        global_block(c, k[2]), local_block(c, BATCH_AXIS, k[3]))
         self.down = Downsample(c, key=k[4]) if downsample else None
         self.remat = c.remat
+        self.unroll = c.unroll
 
     def __call__(self, x: Float[Array, "time dim"], positions: Array, state: eqx.nn.State, *, inference: bool,
                  key: PRNGKeyArray | None = None):
-        keys = split_keys(key, len(self.blocks))
-        for block, k in zip(self.blocks, keys, strict=True):
-            if isinstance(block, GlobalBlock):
-                x = maybe_remat(lambda h, kk, b=block: b(h, positions, inference=inference, key=kk), self.remat)(x, k)
-            else:
-                x, state = maybe_remat(lambda h, s, kk, b=block: b(h, s, inference=inference, key=kk),
-                                       self.remat)(x, state, k)
+        def pair(blocks: tuple[GlobalBlock, LocalBlock], h, state, k):
+            glob, loc = blocks
+            k_g, k_l = split_keys(k)
+            h = maybe_remat(lambda h, kk: glob(h, positions, inference=inference, key=kk), self.remat)(h, k_g)
+            return maybe_remat(lambda h, s, kk: loc(h, s, inference=inference, key=kk), self.remat)(h, state, k_l)
+
+        pairs = (self.blocks[:2], self.blocks[2:])
+        x, state = scan_alike(pairs, x, state, pair, key=key, unroll=self.unroll)
         skip = x
         if self.down is not None:
             x, state = self.down(x, state, inference=inference)
@@ -113,6 +117,7 @@ class DecoderStage(eqx.Module):
     fuse: eqx.nn.Linear
     rounds: tuple[tuple[GlobalBlock, LocalBlock, CrossSpeakerBlock], ...]
     remat: bool = eqx.field(static=True)
+    unroll: bool = eqx.field(static=True)
 
     def __init__(self, c: SepReformerConfig, *, key: PRNGKeyArray):
         k_fuse, *k = jax.random.split(key, 10)
@@ -123,27 +128,31 @@ class DecoderStage(eqx.Module):
                                impl=c.attention_impl, key=k[3 * i + 2]))
             for i in range(3))
         self.remat = c.remat
+        self.unroll = c.unroll
 
     def __call__(self, x: Float[Array, "stems coarse dim"], skip: Float[Array, "stems time dim"], positions: Array,
                  state: eqx.nn.State, *, inference: bool, key: PRNGKeyArray | None = None):
         stems, time = skip.shape[0], skip.shape[1]
         up = jnp.repeat(x, time // x.shape[1], axis=1)
         h = linear(self.fuse, jnp.concatenate([up, skip], axis=-1))
-        for (glob, loc, cs), k in zip(self.rounds, split_keys(key, len(self.rounds)), strict=True):
+
+        def round_(blocks: tuple[GlobalBlock, LocalBlock, CrossSpeakerBlock], h, state, k):
+            glob, loc, cs = blocks
             k_g, k_l, k_cs = split_keys(k, 3)
             k_g, k_l = (None, None) if k is None else (jax.random.split(k_g, stems), jax.random.split(k_l, stems))
 
-            def run_global(h, keys, glob=glob):
+            def run_global(h, keys):
                 return jax.vmap(lambda s, kk: glob(s, positions, inference=inference, key=kk))(h, keys)
 
-            def run_local(h, state, keys, loc=loc):
+            def run_local(h, state, keys):
                 return jax.vmap(lambda s, kk: loc(s, state, inference=inference, key=kk), axis_name=STEM_AXIS,
                                 out_axes=(0, None))(h, keys)
 
             h = maybe_remat(run_global, self.remat)(h, k_g)
             h, state = maybe_remat(run_local, self.remat)(h, state, k_l)
-            h = maybe_remat(lambda h, kk, cs=cs: cs(h, inference=inference, key=kk), self.remat)(h, k_cs)
-        return h, state
+            return maybe_remat(lambda h, kk: cs(h, inference=inference, key=kk), self.remat)(h, k_cs), state
+
+        return scan_alike(self.rounds, h, state, round_, key=key, unroll=self.unroll)
 
 
 class OutputLayer(eqx.Module):
