@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import pytest
 from fixtures import make_jacappella
 
@@ -10,7 +11,7 @@ from sepjax.cli import main
 from sepjax.data.layouts import get_layout
 from sepjax.inference.bundle import load_bundle
 from sepjax.train.cli import load_experiment, parse
-from sepjax.train.compile_cache import ENVIRONMENT, use_compile_cache
+from sepjax.train.compile_cache import ENVIRONMENT, cache_folder, compile_cache
 
 EXPERIMENTS = sorted((Path(__file__).parents[1] / "experiments").glob("*_sepreformer.py"))
 
@@ -45,15 +46,8 @@ def test_command_line_overrides():
         parse(config, ["--train.steps", "not-a-number"])
 
 
-@pytest.fixture
-def compile_cache_restored(monkeypatch):
+def test_sepjax_train_runs_an_experiment_file_and_caches_its_compiled_steps(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(ENVIRONMENT, raising=False)
-    yield
-    jax.config.update("jax_compilation_cache_dir", None)
-
-
-def test_sepjax_train_runs_an_experiment_file_and_caches_its_compiled_steps(tmp_path, capsys,
-                                                                            compile_cache_restored):
     make_jacappella(tmp_path / "jc")
     cache = tmp_path / "cache"
     with jax.numpy_dtype_promotion("standard"):
@@ -64,18 +58,32 @@ def test_sepjax_train_runs_an_experiment_file_and_caches_its_compiled_steps(tmp_
                      str(tmp_path / "run"), "--log.no-progress", "--train.compile-cache", str(cache)])
     assert code == 0
     assert "model bundle:" in capsys.readouterr().out
-    assert [p.name for p in cache.glob("jit__donating_steps-*")]  # the next run of it loads, not compiles
+    cached = {p.name for p in cache.iterdir()}
+    assert [name for name in cached if name.startswith("jit__donating_steps-")]  # the next run loads, not compiles
     assert load_bundle(tmp_path / "run" / "bundle").stem_names == ("soprano", "alto", "tenor", "bass")
+    # The cache was the run's alone: the caller's later compiles stay out of it.
+    assert jax.config.jax_compilation_cache_dir is None
+    least = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # would cache even a tiny compile
+    try:
+        jax.jit(lambda x: jnp.cumsum(jnp.sin(x) @ x.T, axis=0))(jnp.ones((64, 64))).block_until_ready()
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", least)
+    assert {p.name for p in cache.iterdir()} == cached
     assert main(["train", str(tmp_path / "nope.py")]) == 2
 
 
-def test_compile_cache_folder_comes_from_the_environment_first_and_is_off_for_an_empty_name(
-        tmp_path, monkeypatch, compile_cache_restored):
-    assert use_compile_cache("") is None
+def test_compile_cache_folder_comes_from_the_environment_first_and_is_off_for_an_empty_name(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENVIRONMENT, raising=False)
+    with compile_cache("") as path:
+        assert path is None and jax.config.jax_compilation_cache_dir is None
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert use_compile_cache("user") == tmp_path / "xdg" / "sepjax" / "jax"
-    assert use_compile_cache(str(tmp_path / "c")) == tmp_path / "c"
-    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+    assert cache_folder("user") == tmp_path / "xdg" / "sepjax" / "jax"
+    assert cache_folder("~/c") == Path.home() / "c"
+    with compile_cache(str(tmp_path / "c")) as path:
+        assert path == tmp_path / "c" and jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+    assert jax.config.jax_compilation_cache_dir is None
     monkeypatch.setenv(ENVIRONMENT, str(tmp_path / "env"))
-    assert use_compile_cache(str(tmp_path / "other")) == tmp_path / "env"
-    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")  # JAX reads the variable itself
+    with compile_cache(str(tmp_path / "other")) as path:
+        assert path == tmp_path / "env"
+        assert jax.config.jax_compilation_cache_dir is None  # JAX reads the variable itself

@@ -7,7 +7,7 @@ from pathlib import Path
 import tyro
 
 from sepjax.errors import InputError, MissingInputError
-from sepjax.train.compile_cache import use_compile_cache
+from sepjax.train.compile_cache import compile_cache
 from sepjax.train.config import ExperimentConfig
 from sepjax.train.host_memory import keep_host_memory
 from sepjax.train.loop import TrainResult, train
@@ -24,8 +24,8 @@ def run_experiment(default: ExperimentConfig, args: list[str] | None = None, des
                    ) -> TrainResult:
     config = parse(default, args, description)
     keep_host_memory()
-    use_compile_cache(config.train.compile_cache)
-    result = train(config)
+    with compile_cache(config.train.compile_cache):
+        result = train(config)
     print(f"run directory: {result.run_dir}")
     if result.validations:
         last = result.validations[-1]
