@@ -1,6 +1,6 @@
 """Test-wide settings: JAX on the CPU with strict dtype promotion and float32 matmuls at full precision, XLA's
-lowest LLVM optimisation level, and per pytest-xdist worker one share of the cores, one numba cache and one
-compilation cache."""
+lowest LLVM optimisation level, per pytest-xdist worker one share of the cores, one numba cache and one
+compilation cache, and JAX's compiled programs released after every test module."""
 
 import os
 import tempfile
@@ -31,9 +31,18 @@ os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / "sepjax-test-ca
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from compiled_programs import release_compiled_programs  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def programs_released_after_each_module():
+    """A worker would otherwise keep every program it compiled, and their memory mappings, until it reaches the
+    kernel's limit and XLA segfaults (tests/compiled_programs.py). A module's programs serve that module."""
+    yield
+    release_compiled_programs()
 
 
 @pytest.fixture
