@@ -31,7 +31,7 @@ os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / "sepjax-test-ca
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-from compiled_programs import release_compiled_programs  # noqa: E402
+from compiled_programs import release_compiled_programs, release_past  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -43,6 +43,13 @@ def programs_released_after_each_module():
     kernel's limit and XLA segfaults (tests/compiled_programs.py). A module's programs serve that module."""
     yield
     release_compiled_programs()
+
+
+@pytest.fixture(autouse=True)
+def programs_released_at_half_the_mapping_limit():
+    """One module can compile enough to come near the limit on its own: past half of it, release after the test."""
+    yield
+    release_past(0.5)
 
 
 @pytest.fixture
