@@ -9,6 +9,7 @@
     python benchmarks/train_step.py --compare-seed --huge-pages   # both with glibc's malloc on huge pages
     python benchmarks/train_step.py --compare-seed --steps-per-call 8   # sepjax's train_steps: 8 steps per call
     python benchmarks/train_step.py --model sepreformer-t --profile trace/ --cost-analysis   # where the time goes
+    python benchmarks/train_step.py --model sepreformer-t --compare-official ~/src/SepReformer   # the official code
 
 The yardstick for `--compare-seed` is the code of the SepReformer tutorial that sepjax's dual-path model
 follows, as that tutorial writes it: a stand-alone JAX script that prints JSON, kept outside this repository
@@ -73,6 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(sepjax.train.host_memory)")
     p.add_argument("--compare-seed", action="store_true")
     p.add_argument("--seed-script", type=Path, default=SEED_SCRIPT, help="the tutorial's code (see the docstring)")
+    p.add_argument("--compare-official", type=Path, default=None, metavar="CHECKOUT",
+                   help="time the official PyTorch code's step from this checkout too (the paper's models)")
+    p.add_argument("--official-variant", default="SepReformer_Base_WSJ0", help="the checkout's models/ folder")
+    p.add_argument("--official-python", type=Path, default=Path(sys.executable),
+                   help="the Python with torch that runs the official step (default: this one)")
+    p.add_argument("--official-threads", type=int, default=None, help="torch threads (default: every CPU)")
     p.add_argument("--profile", type=Path, default=None, help="trace one more step into this folder (first round)")
     p.add_argument("--cost-analysis", action="store_true",
                    help="add XLA's flops and bytes accessed per step (one more compile, first round)")
@@ -82,6 +89,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.steps_per_call < 1:
         p.error(f"--steps-per-call must be at least 1, got {args.steps_per_call}")
     paper = is_paper_model(args.model)
+    if args.compare_official is not None:
+        if not paper:
+            p.error(f"--compare-official times the paper's SepReformer (sepreformer-t/-b/-l/-tiny), not {args.model}")
+        if args.dtype != "float32":
+            p.error("--compare-official compares float32 steps: the official code trains in float32")
+        if args.steps_per_call != 1:
+            p.error("--compare-official times one step per call, as the official code steps")
+        if args.compare_seed:
+            p.error("--compare-seed (the tutorial's dual-path code) and --compare-official exclude each other")
     for name, dual_path, speech in (("stems", 4, 2), ("seconds", 1.0, 4.0), ("sr", 16000, 8000)):
         if getattr(args, name) is None:
             setattr(args, name, speech if paper else dual_path)
@@ -190,6 +206,28 @@ def inference_macs(model, mixture) -> float:
     return float(costs["flops"]) / 2
 
 
+def official_command(args: argparse.Namespace) -> list[str]:
+    """The command that times the official code's step (`official_train_step.py`) at this benchmark's
+    configuration; it stops here, before any timing, if the checkout or the configuration does not fit."""
+    from official_train_step import OfficialCheckoutError, model_file  # beside this script, so on sys.path
+
+    from sepjax.models import get_config
+    from sepjax.models.sepreformer.official import ConversionError, official_model_section
+
+    try:
+        model_file(args.compare_official, args.official_variant)
+        section = official_model_section(get_config(args.model, **model_overrides(args)))
+    except (OfficialCheckoutError, ConversionError) as error:
+        raise SystemExit(str(error)) from error
+    if not args.official_python.exists():
+        raise SystemExit(f"--official-python {args.official_python} does not exist")
+    return [str(args.official_python), str(Path(__file__).with_name("official_train_step.py")),
+            "--checkout", str(args.compare_official.resolve()), "--variant", args.official_variant,
+            "--model-section", json.dumps(section), "--seconds", str(args.seconds), "--sr", str(args.sr),
+            "--batch", str(args.batch), "--steps", str(args.steps),
+            *(["--threads", str(args.official_threads)] if args.official_threads else [])]
+
+
 def last_json(cmd: list[str], env: dict[str, str]) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode != 0:
@@ -220,10 +258,11 @@ def main(argv=None) -> dict:
                 "--heads", str(args.heads), "--chunk", str(args.chunk), "--stems", str(args.stems), *shared]
     if args.compare_seed and not args.seed_script.exists():
         raise SystemExit(f"--compare-seed needs the tutorial's code at {args.seed_script}; pass --seed-script")
+    official_cmd = official_command(args) if args.compare_official is not None else None
     from sepjax.train.host_memory import with_huge_pages
 
     env = with_huge_pages(os.environ) if args.huge_pages else dict(os.environ)
-    ours, seed = [], []
+    ours, seed, official = [], [], []
     for r in range(args.rounds):
         # The MACs and the cost analysis need one more compile each, and the trace one more step: first round only.
         first_round_only = [*(["--macs"] if is_paper_model(args.model) else []),
@@ -234,12 +273,18 @@ def main(argv=None) -> dict:
         if args.compare_seed:
             seed.append(last_json(seed_cmd, env))
             print(f", seed {seed[-1]['segments_per_s']} seg/s", end="", flush=True)
+        if official_cmd is not None:
+            official.append(last_json(official_cmd, env))
+            print(f", official {official[-1]['segments_per_s']} seg/s", end="", flush=True)
+            if official[-1]["params"] != ours[-1]["params"]:
+                raise SystemExit(f"the official model has {official[-1]['params']:,} parameters and sepjax's "
+                                 f"{ours[-1]['params']:,}: the configurations differ, so the times do not compare")
         print()
 
     def summary(runs: list[dict]) -> dict:
         return {k: statistics.median(r[k] for r in runs) for k in ("compile_s", "step_s", "segments_per_s")}
 
-    internal = ("worker", "compare_seed", "seed_script", "profile")
+    internal = ("worker", "compare_seed", "seed_script", "profile", "compare_official", "official_python")
     result = {"config": {k: v for k, v in vars(args).items() if k not in internal},
               "params": ours[0]["params"], "device": ours[0]["device"], "sepjax": summary(ours)}
     if "macs_per_second" in ours[0]:
@@ -252,6 +297,12 @@ def main(argv=None) -> dict:
     if args.compare_seed:
         result["seed"] = summary(seed)
         result["ratio"] = round(result["sepjax"]["segments_per_s"] / result["seed"]["segments_per_s"], 3)
+    if official:
+        result["official"] = {k: statistics.median(r[k] for r in official)
+                              for k in ("first_step_s", "step_s", "segments_per_s")}
+        result["official"].update(threads=official[0]["threads"], torch=official[0]["torch"],
+                                  variant=official[0]["variant"])
+        result["ratio"] = round(result["sepjax"]["segments_per_s"] / result["official"]["segments_per_s"], 3)
     print(json.dumps(result))
     return result
 
