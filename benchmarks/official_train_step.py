@@ -13,8 +13,8 @@ The step is the official engine's (`engine.py`, `_train`): train mode, the forwa
 outputs, (1 − α)·L_main + α·mean(L_aux) with α = 0.4, divided by the number of speakers, backward, gradient
 clipping at the engine's 2-norm of 5 and AdamW at the config's lr 1e-3 and weight decay 1e-2. Every L is the
 official `PIT_SISNR_time` (−SI-SNR per speaker, clamped at −30 dB, the best permutation): the objective
-that sepjax's side of the benchmark trains, its auxiliary heads included, so both sides do the same work. Parameters and data are float32; torch runs on `--threads` threads (default: every CPU this
-process may use).
+that sepjax's side of the benchmark trains, its auxiliary heads included, so both sides do the same work.
+Parameters and data are float32; torch runs on `--threads` threads (default: every CPU this process may use).
 
 This file imports neither sepjax nor JAX, so that torch may live in another environment
 (`train_step.py --official-python`).
