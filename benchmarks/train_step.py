@@ -281,8 +281,8 @@ def main(argv=None) -> dict:
                                  f"{ours[-1]['params']:,}: the configurations differ, so the times do not compare")
         print()
 
-    def summary(runs: list[dict]) -> dict:
-        return {k: statistics.median(r[k] for r in runs) for k in ("compile_s", "step_s", "segments_per_s")}
+    def summary(runs: list[dict], keys=("compile_s", "step_s", "segments_per_s")) -> dict:
+        return {k: statistics.median(r[k] for r in runs) for k in keys}
 
     internal = ("worker", "compare_seed", "seed_script", "profile", "compare_official", "official_python")
     result = {"config": {k: v for k, v in vars(args).items() if k not in internal},
@@ -298,8 +298,7 @@ def main(argv=None) -> dict:
         result["seed"] = summary(seed)
         result["ratio"] = round(result["sepjax"]["segments_per_s"] / result["seed"]["segments_per_s"], 3)
     if official:
-        result["official"] = {k: statistics.median(r[k] for r in official)
-                              for k in ("first_step_s", "step_s", "segments_per_s")}
+        result["official"] = summary(official, ("first_step_s", "step_s", "segments_per_s"))
         result["official"].update(threads=official[0]["threads"], torch=official[0]["torch"],
                                   variant=official[0]["variant"])
         result["ratio"] = round(result["sepjax"]["segments_per_s"] / result["official"]["segments_per_s"], 3)
