@@ -30,11 +30,12 @@ from sepjax.train.host_memory import keep_host_memory
 from sepjax.train.loop import replace, train
 
 
-def score(model, config, index, stems, out_dir: Path) -> dict:
-    """Mean SI-SDRi per voice on the test split, with chunked inference at the validation chunk length."""
+def score(model, config, index, stems, out_dir: Path, input_std: float) -> dict:
+    """Mean SI-SDRi per voice on the test split, with chunked inference at the validation chunk length, the
+    inputs scaled to the level of the training mixtures (`input_std`) as the run's bundle does."""
     inference = InferenceConfig(chunk=int(config.train.chunk_seconds * config.data.sample_rate), overlap=0.5,
                                 batch_size=4)
-    run = BatchedModel(model, inference.batch_size)
+    run = BatchedModel(model, inference.batch_size, input_std=input_std)
     summary = evaluate(lambda mixture, track: separate_array(run, mixture, inference), index, "test", stems,
                        config.data.sample_rate, config.data.channels, out_dir, overwrite=True, progress=False)
     return {stem: values["si_sdri"]["mean"] for stem, values in summary["per_stem"].items()}
@@ -86,7 +87,7 @@ def main() -> int:
         minutes = (pause - start - paused[0]) / 60
         state = result.state
         model = jax.device_get(state.ema if state.ema is not None else state.model)
-        voices = score(model, config, index, stems, args.out / f"evaluation-{step}")
+        voices = score(model, config, index, stems, args.out / f"evaluation-{step}", result.input_std)
         curve.append({"step": step, "minutes": minutes, "si_sdri": voices})
         print(f"step {step} ({minutes:.1f} min): " + ", ".join(f"{s} {v:+.2f}" for s, v in voices.items()),
               flush=True)

@@ -27,7 +27,7 @@ from sepjax.inference.separate import BatchedModel, InferenceConfig, separate_ar
 def score(bundle, root: Path, gain_db: float) -> dict[str, float]:
     chunk = int((bundle.chunk_seconds or 2.0) * bundle.sample_rate)
     inference = InferenceConfig(chunk=chunk, overlap=0.5, batch_size=4)
-    run = BatchedModel(bundle.model, inference.batch_size)
+    run = BatchedModel(bundle.model, inference.batch_size, input_std=bundle.input_std)
     gain = 10 ** (gain_db / 20)
 
     def separate(mixture, track):

@@ -36,7 +36,7 @@ def main() -> int:
     full = build_index(args.corpus, get_layout("chorales"))
     tests = full.split("test")[: args.tracks]
     index = TrackIndex(full.root, full.layout, full.stems, tests)
-    run = BatchedModel(bundle.model, 4)
+    run = BatchedModel(bundle.model, 4, input_std=bundle.input_std)
     chunk = int((bundle.chunk_seconds or 2.0) * bundle.sample_rate)
     rows = []
     for option, (transforms, shifts) in OPTIONS.items():

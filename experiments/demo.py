@@ -46,7 +46,7 @@ def inference_config(bundle, chunk_seconds: float) -> InferenceConfig:
 def evaluate_bundle(bundle, index, out: Path) -> dict:
     """Score `bundle` on the test chorales at its own sample rate, with chunked inference."""
     inference = inference_config(bundle, 2.0)
-    run = BatchedModel(bundle.model, inference.batch_size)
+    run = BatchedModel(bundle.model, inference.batch_size, input_std=bundle.input_std)
     return evaluate(lambda mixture, track: separate_array(run, mixture, inference), index, "test",
                     bundle.stem_names, bundle.sample_rate, 1, out, progress=False)
 
@@ -97,7 +97,8 @@ def main() -> int:
     written = {}
     for name, b in models.items():
         inference = inference_config(b, config.train.chunk_seconds)
-        written[name] = separate_file(BatchedModel(b.model, inference.batch_size), 1, 1, b.sample_rate, b.stem_names,
+        run = BatchedModel(b.model, inference.batch_size, input_std=b.input_std)
+        written[name] = separate_file(run, 1, 1, b.sample_rate, b.stem_names,
                                       mixture_path, Path(track.track_id.replace("/", "_")), inference,
                                       OutputOptions(args.out / "separated" / folder_name(name)))
 

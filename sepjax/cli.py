@@ -153,13 +153,16 @@ def inference_config(args, bundle, live: bool = False):
                            padding=args.padding, shifts=args.shifts, normalize=args.normalize)
 
 
-def chunk_model(args, bundle, batch_size: int):
-    """The bundle's model over batches of chunks, with the test-time augmentation `--tta` asks for."""
+def chunk_model(args, bundle, inference):
+    """The bundle's model over batches of chunks, with the test-time augmentation `--tta` asks for. Normalised
+    inputs reach the model at the level it trained at (the bundle's `input_std`); `--normalize none` passes the
+    input as it is."""
     from sepjax.inference.separate import BatchedModel
     from sepjax.inference.tta import TTAModel, parse_tta
 
     transforms = parse_tta(args.tta)
-    model_fn = BatchedModel(bundle.model, batch_size, _device(args.device))
+    input_std = bundle.input_std if inference.normalize != "none" else 1.0
+    model_fn = BatchedModel(bundle.model, inference.batch_size, _device(args.device), input_std)
     if not transforms:
         return model_fn
     return TTAModel(model_fn, transforms, bundle.config.in_channels, bundle.config.out_channels)
@@ -181,12 +184,12 @@ def cmd_separate(args) -> int:
     options = OutputOptions(args.out, args.format, args.bits, derive, args.overwrite)
     inference = inference_config(args, bundle)
     if args.ensemble is None:
-        model_fn = chunk_model(args, bundle, inference.batch_size)
+        model_fn = chunk_model(args, bundle, inference)
     else:
         from sepjax.inference.ensemble import EnsembleModel, check_compatible
 
         check_compatible(bundles, names)
-        model_fn = EnsembleModel([chunk_model(args, b, inference.batch_size) for b in bundles], args.ensemble,
+        model_fn = EnsembleModel([chunk_model(args, b, inference) for b in bundles], args.ensemble,
                                  args.weights)
     inputs, failed = audio_inputs(input_args)
     done = []
@@ -224,7 +227,7 @@ def cmd_stream(args) -> int:
     inference = inference_config(args, bundle, live=True)
     if inference.normalize == "track":
         raise InputError("--normalize track needs the whole track, which a stream does not have: use start or none")
-    model_fn = chunk_model(args, bundle, inference.batch_size)
+    model_fn = chunk_model(args, bundle, inference)
     name = "standard input" if args.input == "-" else args.input
     with open_input(args.input, raw) as f:
         hop = inference.plan(None).hop
@@ -272,7 +275,7 @@ def cmd_evaluate(args) -> int:
     bundle = load_bundle(resolve_bundle(args.bundle))
     index = _index(args)
     inference = inference_config(args, bundle)
-    model_fn = chunk_model(args, bundle, inference.batch_size)
+    model_fn = chunk_model(args, bundle, inference)
     in_channels = bundle.config.in_channels
 
     def separate(mixture, track):

@@ -1,7 +1,8 @@
 """Run a separator exported by `sepjax export BUNDLE --format stablehlo` without sepjax's model code.
 
 The artifact is a folder: `model.jaxexport` (a serialized `jax.export.Exported`: the model's StableHLO with its
-weights baked in, for a symbolic batch of chunks) and `meta.json` (stems, sample rate, chunk length, channels).
+weights baked in, for a symbolic batch of chunks) and `meta.json` (stems, sample rate, chunk length, channels, and
+`input_std`: the level of the model's training mixtures, the standard deviation to scale a z-scored input to).
 This module needs only JAX and NumPy:
 
     from sepjax.exported import load_exported

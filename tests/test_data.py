@@ -12,7 +12,7 @@ from sepjax.audio import AudioError, read, read_segment, resample, write
 from sepjax.data.augment import AugmentConfig, augment_stems
 from sepjax.data.index import build_index
 from sepjax.data.layouts import LayoutError, get_layout
-from sepjax.data.pipeline import PipelineConfig, SegmentSampler, training_dataset
+from sepjax.data.pipeline import PipelineConfig, SegmentSampler, input_level, training_dataset
 from sepjax.errors import InputError
 
 
@@ -401,3 +401,27 @@ def test_speed_augmentation_plays_every_stem_faster_or_slower_together(tmp_path)
     np.testing.assert_allclose(ratio[:, 0], ratio[:, 1], atol=0.01)  # one speed per example, for every stem
     with pytest.raises(InputError, match="speed range"):
         AugmentConfig(speed=(1.2, 1.1))
+
+
+def test_input_level_is_the_median_level_of_the_training_mixtures_it_draws(tmp_path):
+    index = build_index(make_jacappella(tmp_path / "jc"), get_layout("jacappella"))
+    quiet_root = tmp_path / "quiet"
+    for track in index.tracks:  # the same songs at half the amplitude (exact in float32)
+        for stem, file in track.stems.items():
+            audio, rate = sf.read(file.path, dtype="float32")
+            (quiet_root / track.track_id).mkdir(parents=True, exist_ok=True)
+            sf.write(quiet_root / track.track_id / f"{stem}.wav", audio * 0.5, rate, subtype="FLOAT")
+    (quiet_root / "test_song_list_for_vocal_ensemble_separation.txt").write_text("song_c\n")
+    quiet = build_index(quiet_root, get_layout("jacappella"))
+    level = input_level(index, jc_config(), examples=16)
+    draws = SegmentSampler(index.split("train"), index.stems, jc_config())
+    rng = np.random.default_rng(0)
+    stds = [np.std(draws(index.split("train")[rng.integers(3)], rng)["mixture"].mean(axis=0)) for _ in range(16)]
+    assert level == pytest.approx(float(np.median(stds)), rel=1e-6)
+    assert input_level(quiet, jc_config(), examples=16) == pytest.approx(level / 2, rel=1e-5)
+    # Gain augmentation is part of the level a model sees: +6 dB on every stem instead of -6 dB is 12 dB louder.
+    louder, softer = (input_level(index, jc_config(augment=AugmentConfig(gain_db=(g, g))), examples=16)
+                      for g in (6.0, -6.0))
+    assert louder == pytest.approx(softer * 10 ** (12 / 20), rel=1e-5)
+    with pytest.raises(InputError, match="split 'nope'"):
+        input_level(index, jc_config(split="nope"))

@@ -47,3 +47,26 @@ def test_an_unknown_name_lists_the_shipped_models(tmp_path):
     with pytest.raises(BundleError, match=r"no-such-model: no such bundle folder.*shipped: .*chorales-satb"):
         resolve_bundle("no-such-model")
     assert resolve_bundle(tmp_path) == tmp_path  # an existing path is taken as it is
+
+
+def test_the_chorale_model_separates_a_held_out_chorale_at_the_level_it_trained_at():
+    from sepjax.audio import resample
+    from sepjax.data.chorales import chorale_ids, render_chorale, split_of
+    from sepjax.inference.separate import BatchedModel, InferenceConfig, separate_array
+    from sepjax.metrics import si_sdr_improvement
+
+    bundle = load_bundle(resolve_bundle("chorales-satb"))
+    chorale = next(c for c in chorale_ids() if split_of(c) == "test")
+    stems = resample(render_chorale(chorale, 16000, seed=0), 16000, 8000)[:, None, : 20 * 8000]  # as training reads
+    mixture = stems.sum(axis=0)
+    inference = InferenceConfig(chunk=int(bundle.chunk_seconds * 8000), overlap=0.5, batch_size=4)
+
+    def improvement(input_std: float) -> np.ndarray:
+        estimates = separate_array(BatchedModel(bundle.model, 4, input_std=input_std), mixture, inference)
+        return np.asarray(si_sdr_improvement(estimates, stems, mixture))
+
+    at_level, at_unit = improvement(bundle.input_std), improvement(1.0)
+    assert 0.1 < bundle.input_std < 1.0  # the level its training mixtures had, recorded in the bundle
+    assert at_level.min() > 5.0 and at_level.mean() > 9.0, dict(zip(bundle.stem_names, at_level, strict=True))
+    # z-scored alone, the input is about 3.6 times louder than any mixture the model trained on
+    assert at_level.mean() > at_unit.mean() + 2.0, (at_level, at_unit)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sepjax.cli import DEFAULT_CHUNK_SECONDS, build_parser, inference_config, main
+from sepjax.cli import DEFAULT_CHUNK_SECONDS, build_parser, chunk_model, inference_config, main
+from sepjax.errors import InputError
 from sepjax.inference.bundle import BundleError, load_bundle, save_bundle
 from sepjax.inference.separate import (
     BatchedModel,
@@ -142,6 +143,36 @@ def test_bundle_round_trip_and_mismatch(tmp_path, tiny):
         load_bundle(path)
 
 
+def test_batched_model_feeds_the_model_at_its_training_level(tiny):
+    chunks = np.random.default_rng(5).standard_normal((2, 1, 400)).astype(np.float32)
+    scaled = BatchedModel(tiny, batch_size=2, input_std=0.25)(chunks)
+    direct = np.asarray(jax.vmap(tiny)(jnp.asarray(chunks * np.float32(0.25)))) / 0.25
+    np.testing.assert_allclose(scaled, direct, rtol=1e-5, atol=1e-5 * np.abs(direct).max())
+    unscaled = BatchedModel(tiny, batch_size=2)(chunks)  # the model is not scale-equivariant: the level matters
+    assert np.abs(unscaled - scaled).max() > 1e-2 * np.abs(scaled).max()
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(InputError, match="input_std"):
+            BatchedModel(tiny, batch_size=2, input_std=bad)
+
+
+def test_bundle_records_its_training_level_and_the_cli_scales_normalised_inputs_to_it(tmp_path, tiny):
+    stems = ["soprano", "alto", "tenor", "bass"]
+    recorded = load_bundle(save_bundle(tmp_path / "b", tiny, stems, 8000, input_std=0.3))
+    unrecorded = load_bundle(save_bundle(tmp_path / "c", tiny, stems, 8000))
+    assert recorded.input_std == 0.3 and unrecorded.input_std == 1.0
+    with pytest.raises(BundleError, match="input_std"):
+        save_bundle(tmp_path / "d", tiny, stems, 8000, input_std=0.0)
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps({**meta, "input_std": -2.0}))
+    with pytest.raises(BundleError, match="input_std must be positive"):
+        load_bundle(tmp_path / "b")
+    for flags, level in (([], 0.3), (["--normalize", "start"], 0.3), (["--normalize", "none"], 1.0)):
+        args = build_parser().parse_args(["evaluate", str(tmp_path / "b"), str(tmp_path), "--layout", "chorales",
+                                          "--out", str(tmp_path / "o"), "--chunk-seconds", "0.5",
+                                          "--batch-size", "2", *flags])
+        assert chunk_model(args, recorded, inference_config(args, recorded)).input_std == level
+
+
 def test_bundle_records_its_chunk_length_and_separate_defaults_to_it(tmp_path, tiny):
     stems = ["soprano", "alto", "tenor", "bass"]
     recorded = load_bundle(save_bundle(tmp_path / "b", tiny, stems, 8000, chunk_seconds=1.5))
@@ -242,7 +273,6 @@ def test_output_names_from_inputs_never_leave_or_replace_the_output_folder(tmp_p
                                                                                       "tenor")]
     link = out / "elsewhere"
     link.symlink_to(parent / "keep")
-    from sepjax.errors import InputError
     from sepjax.inference.separate_files import output_folder
 
     with pytest.raises(InputError, match="resolves to .*outside"):

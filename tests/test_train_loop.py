@@ -18,10 +18,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from train_helpers import STEMS, tiny_experiment
 
+from sepjax.data.pipeline import input_level
 from sepjax.inference.bundle import load_bundle
 from sepjax.models import build_model
 from sepjax.train.checkpoint import CheckpointError
-from sepjax.train.loop import ConfigError, NonFiniteError, replace, train
+from sepjax.train.loop import ConfigError, NonFiniteError, load_index, pipeline_config, replace, train
 
 HERE = Path(__file__).parent
 
@@ -58,6 +59,9 @@ def test_training_logs_scalars_audio_images_and_exports_a_bundle(tmp_path):
     assert len(events.Scalars("train/loss")) == 4
     bundle = load_bundle(result.bundle)
     assert bundle.stem_names == STEMS and bundle.sample_rate == 8000
+    # The bundle records the level of the mixtures the run trained on, which validation also scaled to.
+    level = input_level(load_index(config)[0], pipeline_config(config))
+    assert bundle.input_std == result.input_std == pytest.approx(level) and 0.1 < level < 1.0
     saved = json.loads((result.run_dir / "config.json").read_text())
     assert saved["train"]["steps"] == 4 and saved["model"]["num_stems"] == 4
 

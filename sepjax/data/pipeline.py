@@ -131,6 +131,22 @@ def training_dataset(index: TrackIndex, config: PipelineConfig) -> grain.IterDat
     return it
 
 
+def input_level(index: TrackIndex, config: PipelineConfig, examples: int = 64, seed: int = 0) -> float:
+    """The median standard deviation of the mono downmix of `examples` training mixtures drawn as training draws
+    them (augmentation included), with a fixed seed: the level at which a model trained on this pipeline sees
+    its input. Inference z-scores an input and scales it to this level (`Bundle.input_std`)."""
+    tracks = index.split(config.split)
+    if not tracks:
+        raise InputError(f"{index.root}: split {config.split!r} has no tracks (have {index.splits()})")
+    if examples < 1:
+        raise InputError(f"examples={examples} must be >= 1")
+    sampler = SegmentSampler(tracks, index.stems, config)
+    rng = np.random.default_rng(seed)
+    stds = [float(np.std(sampler(tracks[rng.integers(len(tracks))], rng)["mixture"].mean(axis=0)))
+            for _ in range(examples)]
+    return float(np.median(stds))
+
+
 def _absl_flags_ready() -> None:
     """grain's worker processes read absl flags; outside an absl app nobody has parsed them."""
     from absl import flags

@@ -39,13 +39,19 @@ class Bundle:
     sample_rate: int
     version: str
     chunk_seconds: float | None = None  # the chunk length the model was validated with, if recorded
+    input_std: float = 1.0
+    """The standard deviation of the mixtures the model trained on: normalised inputs are scaled to it
+    (`BatchedModel`), since a model's estimates depend on its input's level. 1.0 where not recorded."""
 
 
 def save_bundle(path: str | Path, model: eqx.Module, stem_names: tuple[str, ...] | list[str], sample_rate: int,
-                *, chunk_seconds: float | None = None, overwrite: bool = False) -> Path:
+                *, chunk_seconds: float | None = None, input_std: float | None = None,
+                overwrite: bool = False) -> Path:
     """Write the bundle atomically (a temp directory renamed into place).
 
     `chunk_seconds`, the inference chunk length training validated with, becomes `sepjax separate`'s default.
+    `input_std`, the level of the training mixtures (`sepjax.data.pipeline.input_level`), is the level that
+    inference scales normalised inputs to.
     """
     path = Path(path)
     config = model.config
@@ -53,11 +59,15 @@ def save_bundle(path: str | Path, model: eqx.Module, stem_names: tuple[str, ...]
         raise BundleError(f"{len(stem_names)} stem names for a model with {config.num_stems} stems")
     if chunk_seconds is not None and not chunk_seconds > 0:
         raise BundleError(f"chunk_seconds must be positive, got {chunk_seconds}")
+    if input_std is not None and not 0 < input_std < float("inf"):
+        raise BundleError(f"input_std must be positive and finite, got {input_std}")
     meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "stem_names": list(stem_names),
             "sample_rate": int(sample_rate),
             "sepjax_version": __version__}
     if chunk_seconds is not None:
         meta["chunk_seconds"] = float(chunk_seconds)
+    if input_std is not None:
+        meta["input_std"] = float(input_std)
     with staged_directory(path, overwrite=overwrite) as staging:
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         eqx.tree_serialise_leaves(staging / WEIGHTS_FILE, model)
@@ -81,6 +91,9 @@ def load_bundle(path: str | Path) -> Bundle:
         config = config_from_dict(meta["config"] if version > 1 else _format_1_config(meta["config"]))
         stems, rate = tuple(meta["stem_names"]), int(meta["sample_rate"])
         chunk_seconds = None if meta.get("chunk_seconds") is None else float(meta["chunk_seconds"])
+        input_std = float(meta.get("input_std", 1.0))
+        if not 0 < input_std < float("inf"):
+            raise BundleError(f"{path / META_FILE}: input_std must be positive and finite, got {input_std}")
     except BundleError:
         raise
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
@@ -95,7 +108,7 @@ def load_bundle(path: str | Path) -> Bundle:
     except Exception as err:
         raise BundleError(f"{path / WEIGHTS_FILE}: weights do not match the config in {META_FILE} "
                           f"(bundle format {version}, this sepjax reads format {FORMAT_VERSION}: {err})") from err
-    return Bundle(model, config, stems, rate, meta.get("sepjax_version", "unknown"), chunk_seconds)
+    return Bundle(model, config, stems, rate, meta.get("sepjax_version", "unknown"), chunk_seconds, input_std)
 
 
 def _format_1_config(config: dict) -> dict:

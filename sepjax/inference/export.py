@@ -44,7 +44,7 @@ def _chunking(loaded: Bundle, chunk_seconds: float | None) -> int:
 def _meta(loaded: Bundle, chunk: int, **extra) -> dict:
     return {"stem_names": list(loaded.stem_names), "sample_rate": loaded.sample_rate, "chunk": chunk,
             "in_channels": loaded.config.in_channels, "out_channels": loaded.config.out_channels,
-            "family": loaded.config.family, **extra}
+            "family": loaded.config.family, "input_std": loaded.input_std, **extra}
 
 
 def export_stablehlo(bundle: str | Path, out: str | Path, *, chunk_seconds: float | None = None,

@@ -243,19 +243,30 @@ def _forward(model: eqx.Module, chunks: jax.Array) -> jax.Array:
 
 
 class BatchedModel:
-    """`vmap(model)`, jitted for one (batch_size, channels, chunk) shape; a short last batch is zero-padded."""
+    """`vmap(model)`, jitted for one (batch_size, channels, chunk) shape; a short last batch is zero-padded.
 
-    def __init__(self, model: eqx.Module, batch_size: int, device: jax.Device | None = None):
+    `input_std` is the level of the model's training mixtures (`Bundle.input_std`): each chunk is scaled by it
+    before the model and the estimates scaled back, so a z-scored input reaches the model at the level it was
+    trained at. Pass 1.0 for inputs that are not normalised.
+    """
+
+    def __init__(self, model: eqx.Module, batch_size: int, device: jax.Device | None = None,
+                 input_std: float = 1.0):
+        if not 0 < input_std < float("inf"):
+            raise InputError(f"input_std must be positive and finite, got {input_std}")
         self.model = model if device is None else jax.device_put(model, device)
-        self.batch_size, self.device = batch_size, device
+        self.batch_size, self.device, self.input_std = batch_size, device, float(input_std)
 
     def __call__(self, chunks: np.ndarray) -> np.ndarray:
         count = chunks.shape[0]
         if count < self.batch_size:
             pad = np.zeros((self.batch_size - count, *chunks.shape[1:]), chunks.dtype)
             chunks = np.concatenate([chunks, pad])
+        if self.input_std != 1.0:
+            chunks = (chunks * np.float32(self.input_std)).astype(chunks.dtype)
         inputs = jnp.asarray(chunks) if self.device is None else jax.device_put(chunks, self.device)
-        return np.asarray(_forward(self.model, inputs))[:count]
+        estimates = np.asarray(_forward(self.model, inputs))[:count]
+        return estimates if self.input_std == 1.0 else estimates / np.float32(self.input_std)
 
 
 def _batches(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from sepjax.data.index import TrackIndex, build_index
 from sepjax.data.layouts import get_layout
-from sepjax.data.pipeline import PipelineConfig, training_dataset
+from sepjax.data.pipeline import PipelineConfig, input_level, training_dataset
 from sepjax.errors import UserError
 from sepjax.figures import metric_history_figure
 from sepjax.files import write_text_atomic
@@ -51,6 +51,8 @@ class TrainResult:
     validations: list[dict[str, float]] = field(default_factory=list)
     best_step: int | None = None
     bundle: Path | None = None
+    input_std: float = 1.0
+    """The level of the training mixtures (`input_level`): validation and the bundle scale inputs to it."""
 
 
 def _check_run_dir(config: ExperimentConfig) -> Path:
@@ -115,6 +117,15 @@ def report_skipped(index: TrackIndex) -> None:
             print(f"  {reason}", file=sys.stderr)
 
 
+def pipeline_config(cfg: ExperimentConfig) -> PipelineConfig:
+    """The training data pipeline an experiment reads, this process's shard of it."""
+    return PipelineConfig(
+        sample_rate=cfg.data.sample_rate, segment_seconds=cfg.data.segment_seconds,
+        batch_size=per_process_batch(cfg.data.batch_size), channels=cfg.data.channels, split=cfg.data.train_split,
+        seed=cfg.train.seed, silence_db=cfg.data.silence_db, augment=cfg.data.augment,
+        num_workers=cfg.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
+
+
 @dataclass(frozen=True)
 class Hook:
     """`action(step, metrics)` after each step that is a multiple of `every`, and after the last step."""
@@ -156,19 +167,16 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
                               plateau=initial_plateau(cfg.optim))
     check_disk_space(Path(cfg.train.run_dir) / "checkpoints", state, cfg.train.keep_last + 1)
     mesh = data_mesh()
-    pipeline = PipelineConfig(
-        sample_rate=cfg.data.sample_rate, segment_seconds=cfg.data.segment_seconds,
-        batch_size=per_process_batch(cfg.data.batch_size), channels=cfg.data.channels, split=cfg.data.train_split,
-        seed=cfg.train.seed, silence_db=cfg.data.silence_db, augment=cfg.data.augment,
-        num_workers=cfg.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
+    pipeline = pipeline_config(cfg)
     data = iter(training_dataset(index, pipeline))
+    level = input_level(index, pipeline)
     run_dir = _write_run_dir(cfg)
     checkpoints = Checkpointer(run_dir / "checkpoints", keep_last=cfg.train.keep_last, best_metric="valid_metric")
     if cfg.train.resume and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state, data)
     run = _Run(cfg, run_dir, replicate(state, mesh), data, stems,
                index.split(cfg.data.valid_split)[: cfg.data.valid_tracks], checkpoints,
-               RunLogger(run_dir / "tensorboard") if jax.process_index() == 0 else None)
+               RunLogger(run_dir / "tensorboard") if jax.process_index() == 0 else None, level)
     if run.logger:
         run.logger.scalars(int(run.state.step), {"skipped_tracks": float(len(index.skipped))}, prefix="data/")
     hooks = run.hooks()
@@ -201,7 +209,8 @@ def train(config: ExperimentConfig, *, on_step: Callable[[int, dict, TrainResult
         if cfg.train.export_bundle and jax.process_index() == 0:
             final = run.state.ema if run.state.ema is not None else run.state.model
             run.result.bundle = save_bundle(run_dir / "bundle", jax.device_get(final), stems, cfg.data.sample_rate,
-                                            chunk_seconds=cfg.train.chunk_seconds, overwrite=True)
+                                            chunk_seconds=cfg.train.chunk_seconds, input_std=run.result.input_std,
+                                            overwrite=True)
         if run.logger:
             run.logger.close()
         finished = True
@@ -225,10 +234,10 @@ class _Run:
     """What one run's hooks read and change: the state, the last call's batches, logs, validations, checkpoints."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, state: TrainState, data, stems: tuple[str, ...],
-                 valid_tracks: list, checkpoints: Checkpointer, logger: RunLogger | None):
+                 valid_tracks: list, checkpoints: Checkpointer, logger: RunLogger | None, input_std: float):
         self.cfg, self._state, self.data, self.stems = cfg, state, data, stems
         self.valid_tracks, self.checkpoints, self.logger = valid_tracks, checkpoints, logger
-        self.result = TrainResult(run_dir, state)
+        self.result = TrainResult(run_dir, state, input_std=input_std)
         self.bar: tqdm | None = None
         self.checkpoint_hook = Hook(cfg.train.checkpoint_every, self.checkpoint)
         self.start = self.reached = int(state.step)
@@ -287,8 +296,8 @@ class _Run:
 
     def validate(self, step: int, metrics: dict) -> None:
         c = self.cfg
-        self.last_valid = _run_validation(self.state, self.valid_tracks, self.stems, c, self.inference, self.logger,
-                                          step)
+        self.last_valid = _run_validation(self.state, self.valid_tracks, self.stems, c, self.inference,
+                                          self.result.input_std, self.logger, step)
         self.result.validations.append({"step": step, **self.last_valid})
         if self.logger:
             self.logger.image(step, "valid/si_sdr_per_stem", validation_history_figure(self.result.validations,
@@ -312,9 +321,9 @@ def _intact(checkpoints: Checkpointer) -> str:
     return f"Checkpoint {step} in {checkpoints.directory} is intact"
 
 
-def _run_validation(state, tracks, stems, cfg, inference, logger, step) -> dict[str, float]:
+def _run_validation(state, tracks, stems, cfg, inference, input_std, logger, step) -> dict[str, float]:
     model = jax.device_get(state.ema if state.ema is not None else state.model)
-    metrics, example = validate(model, tracks, stems, cfg.data.sample_rate, inference)
+    metrics, example = validate(model, tracks, stems, cfg.data.sample_rate, inference, input_std)
     if logger:
         logger.scalars(step, metrics, prefix="valid/")
         if example is not None:

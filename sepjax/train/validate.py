@@ -10,12 +10,13 @@ from sepjax.metrics import sdr, si_sdr
 
 
 def validate(model: eqx.Module, tracks: list[Track], stem_names: tuple[str, ...], sample_rate: int,
-             inference: InferenceConfig) -> tuple[dict[str, float], dict | None]:
+             inference: InferenceConfig, input_std: float = 1.0) -> tuple[dict[str, float], dict | None]:
     """Mean metrics over tracks: `<stem>/si_sdr`, `<stem>/sdr`, and overall `si_sdr`, `sdr`.
 
-    Also returns the first track's mixture, targets and estimates for listening.
+    `input_std` is the level of the training mixtures (`TrainResult.input_std`), which the normalised
+    validation inputs are scaled to. Also returns the first track's mixture, targets and estimates for listening.
     """
-    run = BatchedModel(model, inference.batch_size)
+    run = BatchedModel(model, inference.batch_size, input_std=input_std if inference.normalize != "none" else 1.0)
     in_channels, out_channels = model.config.in_channels, model.config.out_channels
     per_stem: dict[str, dict[str, list[float]]] = {s: {"si_sdr": [], "sdr": []} for s in stem_names}
     example = None
