@@ -221,6 +221,11 @@ def official_command(args: argparse.Namespace) -> list[str]:
         raise SystemExit(str(error)) from error
     if not args.official_python.exists():
         raise SystemExit(f"--official-python {args.official_python} does not exist")
+    probe = subprocess.run([str(args.official_python), "-c", "import torch, loguru"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"--official-python {args.official_python} cannot import torch and loguru, which the official "
+                         f"code needs ({last}): pip install -e '.[torch]' in that environment")
     return [str(args.official_python), str(Path(__file__).with_name("official_train_step.py")),
             "--checkout", str(args.compare_official.resolve()), "--variant", args.official_variant,
             "--model-section", json.dumps(section), "--seconds", str(args.seconds), "--sr", str(args.sr),

@@ -18,6 +18,19 @@ from sepjax.models.sepreformer.official import official_model_section  # noqa: E
 
 
 @pytest.fixture
+def python_with_torch(tmp_path) -> Path:
+    """An interpreter for the official step that imports torch and loguru: stand-ins of both beside it."""
+    site = tmp_path / "site"
+    for name in ("torch", "loguru"):
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text("")
+    launcher = tmp_path / "python-with-torch"
+    launcher.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
+
+
+@pytest.fixture
 def checkout(tmp_path):
     """The one file of an official checkout that the benchmark checks for before it starts."""
     (tmp_path / "models" / "SepReformer_Base_WSJ0").mkdir(parents=True)
@@ -29,10 +42,11 @@ def option(cmd: list[str], name: str) -> str:
     return cmd[cmd.index(name) + 1]
 
 
-def test_the_official_step_builds_the_model_the_sepjax_step_builds(checkout):
-    args = parse_args(["--model", "sepreformer-t", "--compare-official", str(checkout)])
+def test_the_official_step_builds_the_model_the_sepjax_step_builds(checkout, python_with_torch):
+    args = parse_args(["--model", "sepreformer-t", "--compare-official", str(checkout),
+                       "--official-python", str(python_with_torch)])
     cmd = official_command(args)
-    assert cmd[0] == sys.executable and cmd[1].endswith("official_train_step.py")
+    assert cmd[0] == str(python_with_torch) and cmd[1].endswith("official_train_step.py")
     section = json.loads(option(cmd, "--model-section"))
     assert section == official_model_section(get_config("sepreformer-t"))
     assert section["module_feature_projector"]["out_channels"] == 64  # T's F
@@ -40,7 +54,7 @@ def test_the_official_step_builds_the_model_the_sepjax_step_builds(checkout):
     assert option(cmd, "--checkout") == str(checkout.resolve())
 
     other = parse_args(["--model", "sepreformer-tiny", "--stems", "3", "--compare-official", str(checkout),
-                        "--official-threads", "1"])
+                        "--official-threads", "1", "--official-python", str(python_with_torch)])
     cmd = official_command(other)
     assert json.loads(option(cmd, "--model-section"))["num_spks"] == 3 and option(cmd, "--threads") == "1"
 
@@ -55,6 +69,15 @@ def test_a_missing_checkout_or_python_stops_the_benchmark_before_it_times_anythi
         official_command(parse_args(["--model", "sepreformer-t", "--compare-official", str(checkout),
                                      "--official-python", str(tmp_path / "nopython")]))
     assert model_file(checkout, "SepReformer_Base_WSJ0").name == "model.py"
+
+
+def test_an_official_python_without_torch_stops_the_benchmark_at_once(tmp_path, checkout):
+    without = tmp_path / "python-without-torch"  # an interpreter whose import of torch fails
+    without.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "import sys; sys.exit(\'No module named torch\')"\n')
+    without.chmod(0o755)
+    with pytest.raises(SystemExit, match=r"cannot import torch and loguru.*No module named torch.*\[torch\]"):
+        official_command(parse_args(["--model", "sepreformer-t", "--compare-official", str(checkout),
+                                     "--official-python", str(without)]))
 
 
 def test_a_config_the_official_code_cannot_build_is_refused(checkout, monkeypatch):
