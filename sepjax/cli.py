@@ -39,7 +39,7 @@ def cmd_data_chorales(args) -> int:
         bar.update(done - bar.n)
 
     report = build_chorales(args.out, sample_rate=args.sample_rate, limit=args.limit, seed=args.seed,
-                            workers=args.workers, renderer=args.renderer, progress=progress)
+                            workers=args.workers, renderer=args.renderer, split=args.split, progress=progress)
     bar.close()
     print(f"wrote {len(report.written)} chorales ({report.audio_seconds / 60:.1f} min of audio, "
           f"{report.realtime_factor:.0f}x real time); {len(report.present)} were already present")
@@ -372,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--renderer", default="numpy", choices=["numpy", "fluidsynth"])
+    p.add_argument("--split", default=None, choices=["train", "valid", "test"],
+                   help="render only this split's chorales (a test set rendered another way, say)")
     p.set_defaults(func=cmd_data_chorales)
 
     p = data_sub.add_parser("index", help="index a dataset and print a summary")

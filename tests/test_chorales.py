@@ -19,6 +19,7 @@ from sepjax.data.chorales import (
 from sepjax.data.index import build_index
 from sepjax.data.layouts import get_layout
 from sepjax.data.voice_synth import Timbre, harmonic_amplitudes
+from sepjax.errors import InputError
 
 CHORALE = "bwv269"
 
@@ -85,6 +86,16 @@ def test_build_writes_jacappella_layout_keeps_existing_songs_and_indexes(tmp_pat
     assert index.stems == PARTS and len(index.tracks) == 2
     assert all(t.split == split_of(t.track_id.split("/")[1]) for t in index.tracks)
     assert all(set(t.stems) == set(PARTS) for t in index.tracks)
+
+
+def test_one_split_alone_renders_only_its_chorales(tmp_path):
+    report = build_chorales(tmp_path / "tests", sample_rate=8000, limit=2, workers=1, split="test")
+    first_tests = [c for c in chorale_ids() if split_of(c) == "test"][:2]
+    assert sorted(report.written) == sorted(first_tests)
+    index = build_index(tmp_path / "tests", get_layout("chorales"))
+    assert [t.split for t in index.tracks] == ["test", "test"]
+    with pytest.raises(InputError, match="unknown split 'tset'"):
+        build_chorales(tmp_path / "x", split="tset")
 
 
 def test_unknown_renderer_and_missing_fluidsynth_are_clear_errors(tmp_path, monkeypatch):

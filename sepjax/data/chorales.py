@@ -183,16 +183,19 @@ def _render_to_folder(args) -> tuple[str, str, float, str | None]:
 
 
 def build_chorales(out: str | Path, *, sample_rate: int = 16000, limit: int | None = None, seed: int = 0,
-                   workers: int = 2, renderer: str = "numpy",
+                   workers: int = 2, renderer: str = "numpy", split: str | None = None,
                    progress: Callable[[int, int], None] | None = None) -> ChoraleReport:
-    """Render chorales into `out` in the JaCappella layout; songs already there are kept, not redone."""
+    """Render chorales into `out` in the JaCappella layout; songs already there are kept, not redone.
+    `split` ('train', 'valid' or 'test') renders only that split's chorales, then `limit` the first N of them."""
     if renderer not in ("numpy", "fluidsynth"):
         raise InputError(f"unknown renderer {renderer!r}; choose 'numpy' or 'fluidsynth'")
+    if split not in (None, "train", "valid", "test"):
+        raise InputError(f"unknown split {split!r}; choose 'train', 'valid' or 'test'")
     if renderer == "fluidsynth" and not fluidsynth_available():
         raise SetupError("--renderer fluidsynth needs a `fluidsynth` binary and a General MIDI "
                            "soundfont (set SEPJAX_SOUNDFONT or install fluid-soundfont-gm)")
     out = Path(out)
-    ids = chorale_ids()[: limit if limit else None]
+    ids = [c for c in chorale_ids() if split is None or split_of(c) == split][: limit if limit else None]
     report = ChoraleReport()
     jobs = []
     for cid in ids:
