@@ -31,6 +31,8 @@ class ExportedSeparator:
     chunk: int
     in_channels: int
     out_channels: int
+    input_std: float = 1.0
+    """The level of the model's training mixtures: scale a z-scored input to it, and the estimates back."""
 
     def __call__(self, chunks: np.ndarray) -> np.ndarray:
         chunks = np.asarray(chunks, np.float32)
@@ -45,4 +47,4 @@ def load_exported(path: str | Path) -> ExportedSeparator:
     meta = json.loads((path / META_FILE).read_text())
     exported = export.deserialize(bytearray((path / MODEL_FILE).read_bytes()))
     return ExportedSeparator(exported, tuple(meta["stem_names"]), int(meta["sample_rate"]), int(meta["chunk"]),
-                             int(meta["in_channels"]), int(meta["out_channels"]))
+                             int(meta["in_channels"]), int(meta["out_channels"]), float(meta.get("input_std", 1.0)))
