@@ -70,8 +70,11 @@ def main() -> int:
     print(f"[2/4] training {CONFIG.name} for {args.steps} steps ...", flush=True)
     config = replace(CONFIG, data={"root": str(args.corpus)},
                      train={"steps": args.steps, "run_dir": str(args.out / "run")})
+    trained = time.perf_counter()
     result = train(config)
     bundle = load_bundle(result.bundle)
+    print(f"      trained in {(time.perf_counter() - trained) / 60:.1f} minutes (compiling and validation included)",
+          flush=True)
 
     print("[3/4] evaluating the held-out test chorales ...", flush=True)
     index = build_index(args.corpus, get_layout("chorales"))
