@@ -1,8 +1,8 @@
-"""The main job (`make demo`): from nothing to four separated Bach voices on a CPU (about 9 minutes, plus the
+"""The main job (`make demo`): from nothing to four separated Bach voices on a CPU (about 12 minutes, plus the
 first rendering of the corpus, about 2 minutes).
 
 1. Renders the embedded chorale corpus (data/chorales, 16 kHz; songs already there are kept).
-2. Trains the CPU-sized SepReformer (experiments/chorales_sepreformer.py) for 2000 steps (about 7 minutes).
+2. Trains the CPU-sized SepReformer (experiments/chorales_sepreformer.py) for 4500 steps (about 10 minutes).
 3. Evaluates it on the held-out test chorales with chunked inference, and the shipped `chorales-satb` model on
    the same chorales, and prints their per-voice SI-SDRi tables side by side.
 4. Separates one test chorale into soprano/alto/tenor/bass wav files with both models.
