@@ -16,12 +16,14 @@ import jax
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from fixtures import make_jacappella, tone, write_track
 from train_helpers import STEMS, tiny_experiment
 
 from sepjax.data.pipeline import input_level
 from sepjax.inference.bundle import load_bundle
 from sepjax.models import build_model
 from sepjax.train.checkpoint import CheckpointError
+from sepjax.train.cli import parse
 from sepjax.train.loop import ConfigError, NonFiniteError, load_index, pipeline_config, replace, train
 
 HERE = Path(__file__).parent
@@ -133,6 +135,28 @@ def test_errors_before_any_compute(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="MiB free, checkpoints need about"):
         train(replace(config, train={"run_dir": str(tmp_path / "other")}))
     assert not (tmp_path / "other").exists()  # refused before anything was written
+
+
+def test_extra_training_roots_join_the_training_split_only(tmp_path):
+    config = tiny_experiment(tmp_path)
+    other = make_jacappella(tmp_path / "other render", seconds=1.0)
+    parsed = parse(config, ["--data.extra-train-roots", str(other)])
+    assert parsed.data.extra_train_roots == (str(other),)
+    index, _ = load_index(parsed)
+    own, _ = load_index(config)
+    assert len(own.split("train")) == 3 and len(index.split("train")) == 6
+    extra = [t for t in index.split("train") if t.track_id.startswith(f"{other}:")]
+    assert {t.track_id.split(":")[-1] for t in extra} == {t.track_id for t in own.split("train")}
+    assert all(t.stems["soprano"].path.startswith(str(other)) for t in extra)
+    # Validation and test read the main root alone.
+    assert [t.track_id for t in index.split("test")] == [t.track_id for t in own.split("test")]
+    with pytest.raises(ConfigError, match="data root .*absent does not exist"):
+        load_index(replace(config, data={"extra_train_roots": (str(tmp_path / "absent"),)}))
+    only_test = tmp_path / "only test"
+    write_track(only_test / "pop" / "song_c", {s: tone(1.0, 48000, 300) for s in STEMS}, 48000)
+    (only_test / "test_song_list_for_vocal_ensemble_separation.txt").write_text("song_c\n")
+    with pytest.raises(ConfigError, match="have no tracks in split 'train'"):
+        load_index(replace(config, data={"extra_train_roots": (str(only_test),)}))
 
 
 def user_namespaces_work() -> bool:

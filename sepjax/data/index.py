@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,20 @@ def build_index(root: str | Path, layout: Layout, *, expected_sample_rate: int |
     if use_cache:
         _write_json_atomic(cache, {"key": key, "index": _to_json(index)})
     return index
+
+
+def with_training_tracks(index: TrackIndex, others: list[TrackIndex], split: str) -> TrackIndex:
+    """`index` plus the `split` tracks of `others`, their ids prefixed with their root so that none collide; the
+    other splits of `others` are left out, so validation and test sets stay `index`'s own."""
+    tracks = list(index.tracks)
+    skipped = list(index.skipped)
+    for other in others:
+        if other.stems != index.stems:
+            raise LayoutError(f"{other.root}: stems {list(other.stems)} differ from {index.root}'s "
+                              f"{list(index.stems)}")
+        tracks += [replace(t, track_id=f"{other.root}:{t.track_id}") for t in other.split(split)]
+        skipped += other.skipped
+    return TrackIndex(index.root, index.layout, index.stems, tracks, skipped)
 
 
 def _to_json(index: TrackIndex) -> dict:

@@ -19,6 +19,9 @@ from sepjax.models import DualPathConfig, SepReformerConfig
 class DataConfig:
     root: str = "data/chorales"
     layout: str = "chorales"
+    extra_train_roots: tuple[str, ...] = ()
+    """More copies of the data in the same layout (the corpus rendered by another synthesiser, say) whose training
+    splits join `root`'s; validation and every other split read `root` alone."""
     stems: tuple[str, ...] | None = None
     """Stem names to train on (default: the layout's own)."""
     sample_rate: int = 16000

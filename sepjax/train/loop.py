@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from sepjax.data.index import TrackIndex, build_index
+from sepjax.data.index import TrackIndex, build_index, with_training_tracks
 from sepjax.data.layouts import get_layout
 from sepjax.data.pipeline import PipelineConfig, input_level, training_dataset
 from sepjax.errors import UserError
@@ -90,11 +90,18 @@ def _write_run_dir(config: ExperimentConfig) -> Path:
 def load_index(config: ExperimentConfig) -> tuple[TrackIndex, tuple[str, ...]]:
     """The dataset index, checked against the model before anything is compiled."""
     root = Path(config.data.root)
-    if not root.is_dir():
-        raise ConfigError(f"data root {root} does not exist (render the corpus with "
-                          f"`sepjax data chorales {root}` or point --data.root at your dataset)")
+    for folder in (root, *map(Path, config.data.extra_train_roots)):
+        if not folder.is_dir():
+            raise ConfigError(f"data root {folder} does not exist (render the corpus with "
+                              f"`sepjax data chorales {folder}` or point --data.root at your dataset)")
     layout = get_layout(config.data.layout, stems=config.data.stems)
     index = build_index(root, layout)
+    if config.data.extra_train_roots:
+        extras = [build_index(folder, layout) for folder in config.data.extra_train_roots]
+        empty = [e.root for e in extras if not e.split(config.data.train_split)]
+        if empty:
+            raise ConfigError(f"extra training root(s) {empty} have no tracks in split {config.data.train_split!r}")
+        index = with_training_tracks(index, extras, config.data.train_split)
     stems = layout.stems
     if config.model.num_stems != len(stems):
         raise ConfigError(f"model has {config.model.num_stems} stems but the data has {len(stems)} {list(stems)}")
