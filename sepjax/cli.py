@@ -27,6 +27,14 @@ def _index(args):
     return build_index(args.root, layout)
 
 
+def _programs(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated General MIDI program numbers, "
+                                         f"e.g. 52,53,52,53") from None
+
+
 def cmd_data_chorales(args) -> int:
     from tqdm import tqdm
 
@@ -39,7 +47,8 @@ def cmd_data_chorales(args) -> int:
         bar.update(done - bar.n)
 
     report = build_chorales(args.out, sample_rate=args.sample_rate, limit=args.limit, seed=args.seed,
-                            workers=args.workers, renderer=args.renderer, split=args.split, progress=progress)
+                            workers=args.workers, renderer=args.renderer, split=args.split,
+                            programs=args.programs, progress=progress)
     bar.close()
     print(f"wrote {len(report.written)} chorales ({report.audio_seconds / 60:.1f} min of audio, "
           f"{report.realtime_factor:.0f}x real time); {len(report.present)} were already present")
@@ -374,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renderer", default="numpy", choices=["numpy", "fluidsynth"])
     p.add_argument("--split", default=None, choices=["train", "valid", "test"],
                    help="render only this split's chorales (a test set rendered another way, say)")
+    p.add_argument("--programs", type=_programs, default=None, metavar="S,A,T,B",
+                   help="General MIDI programs (0-127) of soprano, alto, tenor and bass for --renderer fluidsynth "
+                        "(default 52,53,52,53: Choir Aahs and Voice Oohs)")
     p.set_defaults(func=cmd_data_chorales)
 
     p = data_sub.add_parser("index", help="index a dataset and print a summary")

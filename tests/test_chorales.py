@@ -104,6 +104,12 @@ def test_unknown_renderer_and_missing_fluidsynth_are_clear_errors(tmp_path, monk
     monkeypatch.setattr("sepjax.data.chorales.shutil.which", lambda name: None)
     with pytest.raises(RuntimeError, match="needs a `fluidsynth` binary"):
         build_chorales(tmp_path, renderer="fluidsynth")
+    with pytest.raises(InputError, match=r"programs \[54, 54, 54, 54\] .* need --renderer fluidsynth"):
+        build_chorales(tmp_path, programs=(54, 54, 54, 54))
+    for bad in [(52, 53, 52), (52, 53, 52, 128), (-1, 53, 52, 53)]:
+        with pytest.raises(InputError, match="need 4 General MIDI programs .0-127., one each for soprano"):
+            build_chorales(tmp_path, renderer="fluidsynth", programs=bad)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_malformed_repeats_are_skipped_with_the_reason():
@@ -136,3 +142,8 @@ def test_fluidsynth_renderer_when_installed(tmp_path):
     reference = render_chorale(CHORALE, 16000, seed=0)
     assert stems.shape == reference.shape
     assert all(np.sqrt(np.mean(s**2)) > 1e-4 for s in stems)
+    # Other General MIDI patches sing the same notes with another timbre.
+    synth_voice = render_chorale(CHORALE, 16000, seed=0, renderer="fluidsynth", programs=(54, 54, 54, 54))
+    assert synth_voice.shape == stems.shape
+    assert all(np.sqrt(np.mean(s**2)) > 1e-4 for s in synth_voice)
+    assert np.abs(synth_voice - stems).max() > 0.1 * np.abs(stems).max()

@@ -1,6 +1,7 @@
 """`sepjax data …` end to end on small fixtures."""
 
 import numpy as np
+import pytest
 from fixtures import make_jacappella, make_musdb
 
 from sepjax.audio import read
@@ -23,6 +24,17 @@ def test_data_index_errors_name_the_problem(tmp_path, capsys):
     assert "no tracks found" in capsys.readouterr().err
     assert main(["data", "index", str(tmp_path), "--layout", "nope"]) == 2
     assert "unknown layout 'nope'" in capsys.readouterr().err
+
+
+def test_data_chorales_refuses_bad_programs_before_writing(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "chorales", str(out), "--renderer", "fluidsynth", "--programs", "choir,53,52,53"])
+    assert exit_.value.code == 2
+    assert "'choir,53,52,53': expected comma-separated General MIDI" in capsys.readouterr().err
+    assert main(["data", "chorales", str(out), "--programs", "54,54,54,54"]) == 2
+    assert "need --renderer fluidsynth" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_data_preview_writes_segments_and_tensorboard_and_refuses_overwrite(tmp_path, capsys):

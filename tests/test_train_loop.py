@@ -15,8 +15,8 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from fixtures import make_jacappella, tone, write_track
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from train_helpers import STEMS, tiny_experiment
 
 from sepjax.data.pipeline import input_level

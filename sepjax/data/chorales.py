@@ -119,15 +119,18 @@ def chorale_tempo(chorale_id: str, seed: int) -> float:
     return float(chorale_rng(chorale_id, seed, 0).uniform(60, 92))
 
 
-def render_chorale(chorale_id: str, sample_rate: int, seed: int, renderer: str = "numpy") -> np.ndarray:
-    """(4, T) SATB stems for one chorale; tempo and voices are drawn from (seed, chorale id)."""
+def render_chorale(chorale_id: str, sample_rate: int, seed: int, renderer: str = "numpy",
+                   programs: tuple[int, ...] | None = None) -> np.ndarray:
+    """(4, T) SATB stems for one chorale; tempo and voices are drawn from (seed, chorale id). `programs`: the
+    General MIDI program (0-127) of each part for the fluidsynth renderer, GM_PROGRAMS's when None."""
     bpm = chorale_tempo(chorale_id, seed)
     rng = chorale_rng(chorale_id, seed, 1)
     notes = score_notes(chorale_id, bpm)
     tail = 0.5
     length = int((max(o + d for evs in notes.values() for o, d, _ in evs) + tail) * sample_rate)
     if renderer == "fluidsynth":
-        return _render_fluidsynth(chorale_id, notes, bpm, length, sample_rate)
+        return _render_fluidsynth(notes, bpm, length, sample_rate,
+                                  programs or tuple(GM_PROGRAMS[p] for p in PARTS))
     stems = [render_notes(notes[p], length, sample_rate, part_timbre(p, rng), rng) for p in PARTS]
     return np.stack(stems)
 
@@ -143,16 +146,16 @@ def fluidsynth_available() -> bool:
     return shutil.which("fluidsynth") is not None and find_soundfont() is not None
 
 
-def _render_fluidsynth(chorale_id, notes, bpm, length, sample_rate) -> np.ndarray:
+def _render_fluidsynth(notes, bpm, length, sample_rate, programs: tuple[int, ...]) -> np.ndarray:
     from music21 import instrument, meter, note, stream, tempo
 
     soundfont = find_soundfont()
     stems = []
     with tempfile.TemporaryDirectory() as tmp:
-        for part in PARTS:
+        for part, program in zip(PARTS, programs, strict=True):
             s = stream.Stream([tempo.MetronomeMark(number=bpm), meter.TimeSignature("4/4")])
             inst = instrument.Instrument()
-            inst.midiProgram = GM_PROGRAMS[part]
+            inst.midiProgram = program
             s.insert(0, inst)
             for onset, duration, midi in notes[part]:
                 n = note.Note(midi=int(round(midi)), quarterLength=duration * bpm / 60)
@@ -167,9 +170,9 @@ def _render_fluidsynth(chorale_id, notes, bpm, length, sample_rate) -> np.ndarra
 
 
 def _render_to_folder(args) -> tuple[str, str, float, str | None]:
-    chorale_id, folder, sample_rate, seed, renderer = args
+    chorale_id, folder, sample_rate, seed, renderer, programs = args
     try:
-        stems = render_chorale(chorale_id, sample_rate, seed, renderer)
+        stems = render_chorale(chorale_id, sample_rate, seed, renderer, programs)
     except SkipChorale as err:
         return chorale_id, "skipped", 0.0, str(err)
     mixture = stems.sum(axis=0)
@@ -184,13 +187,22 @@ def _render_to_folder(args) -> tuple[str, str, float, str | None]:
 
 def build_chorales(out: str | Path, *, sample_rate: int = 16000, limit: int | None = None, seed: int = 0,
                    workers: int = 2, renderer: str = "numpy", split: str | None = None,
+                   programs: tuple[int, ...] | None = None,
                    progress: Callable[[int, int], None] | None = None) -> ChoraleReport:
     """Render chorales into `out` in the JaCappella layout; songs already there are kept, not redone.
-    `split` ('train', 'valid' or 'test') renders only that split's chorales, then `limit` the first N of them."""
+    `split` ('train', 'valid' or 'test') renders only that split's chorales, then `limit` the first N of them.
+    `programs` (fluidsynth only): the General MIDI program of soprano, alto, tenor and bass."""
     if renderer not in ("numpy", "fluidsynth"):
         raise InputError(f"unknown renderer {renderer!r}; choose 'numpy' or 'fluidsynth'")
     if split not in (None, "train", "valid", "test"):
         raise InputError(f"unknown split {split!r}; choose 'train', 'valid' or 'test'")
+    if programs is not None:
+        if renderer != "fluidsynth":
+            raise InputError(f"programs {list(programs)} choose General MIDI patches: they need --renderer fluidsynth")
+        if len(programs) != len(PARTS) or not all(0 <= p <= 127 for p in programs):
+            raise InputError(f"programs {list(programs)}: need {len(PARTS)} General MIDI programs (0-127), one "
+                             f"each for {', '.join(PARTS)}")
+        programs = tuple(int(p) for p in programs)
     if renderer == "fluidsynth" and not fluidsynth_available():
         raise SetupError("--renderer fluidsynth needs a `fluidsynth` binary and a General MIDI "
                            "soundfont (set SEPJAX_SOUNDFONT or install fluid-soundfont-gm)")
@@ -203,7 +215,7 @@ def build_chorales(out: str | Path, *, sample_rate: int = 16000, limit: int | No
         if all((folder / f"{n}.wav").exists() for n in (*PARTS, "mixture")):
             report.present.append(cid)
         else:
-            jobs.append((cid, str(folder), sample_rate, seed, renderer))
+            jobs.append((cid, str(folder), sample_rate, seed, renderer, programs))
     (out / SUBSET).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
