@@ -330,7 +330,8 @@ def cmd_convert(args) -> int:
                              f"--to {OFFICIAL} --out FILE (got {' '.join(args.sources)})")
         stems = tuple(s.strip() for s in args.stems.split(",")) if args.stems else None
         path, config = convert_official(args.sources[1], args.out, config_yaml=args.config, stem_names=stems,
-                                        sample_rate=args.sample_rate, overwrite=args.overwrite)
+                                        sample_rate=args.sample_rate, input_std=args.input_std,
+                                        overwrite=args.overwrite)
         print(f"{args.sources[1]} → bundle {path}: SepReformer F={config.dim}, {config.num_stages} stages, "
               f"{config.heads} heads, {config.num_stems} speakers, {args.sample_rate} Hz")
         print(f"separate with: sepjax separate {path} mixture.wav --out separated/")
@@ -469,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="the official configs.yaml (otherwise inferred from the shapes)")
     p.add_argument("--stems", help="comma-separated stem names (default spk1,spk2,...)")
     p.add_argument("--sample-rate", type=int, default=8000)
+    p.add_argument("--input-std", type=float, default=None,
+                   help="the standard deviation of the mixtures the checkpoint trained on, which inference scales "
+                        "each normalised input to (default 1.0); `sepjax.data.pipeline.input_level` measures it")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_convert)
 

@@ -144,7 +144,15 @@ def test_convert_both_ways_round_trips_through_safetensors_and_npz(tmp_path, cap
                  "--out", str(bundle)]) == 0
     assert "F=16, 2 stages, 2 heads, 2 speakers, 8000 Hz" in capsys.readouterr().out
     loaded = load_bundle(bundle)
-    assert loaded.stem_names == ("spk1", "spk2") and loaded.sample_rate == 8000
+    assert loaded.stem_names == ("spk1", "spk2") and loaded.sample_rate == 8000 and loaded.input_std == 1.0
+    leveled = tmp_path / "tiny-leveled"
+    assert main(["convert", "sepreformer-official", str(DATA / "sepreformer_tiny_epoch.pth"), "--input-std", "0.05",
+                 "--out", str(leveled)]) == 0
+    assert load_bundle(leveled).input_std == 0.05
+    assert main(["convert", "sepreformer-official", str(DATA / "sepreformer_tiny_epoch.pth"), "--input-std", "0",
+                 "--out", str(tmp_path / "zero")]) == 2
+    assert "input_std must be positive and finite, got 0.0" in capsys.readouterr().err
+    assert not (tmp_path / "zero").exists()
     for suffix in (".safetensors", ".npz"):
         exported = tmp_path / f"tiny-{suffix[1:]}{suffix}"  # each with its own .yaml
         assert main(["convert", str(bundle), "--to", "sepreformer-official", "--out", str(exported)]) == 0

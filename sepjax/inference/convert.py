@@ -75,16 +75,20 @@ def official_model(checkpoint: str | Path, *, config_yaml: str | Path | None = N
 
 def convert_official(checkpoint: str | Path, out: str | Path, *, config_yaml: str | Path | None = None,
                      stem_names: tuple[str, ...] | None = None, sample_rate: int = OFFICIAL_SAMPLE_RATE,
-                     overwrite: bool = False) -> tuple[Path, SepReformerConfig]:
+                     input_std: float | None = None, overwrite: bool = False) -> tuple[Path, SepReformerConfig]:
     """Write the bundle of an official checkpoint; nothing is written unless every tensor converts.
 
-    Stems are named spk1, spk2, … unless `stem_names` are given; the official models run at 8 kHz."""
+    Stems are named spk1, spk2, … unless `stem_names` are given; the official models run at 8 kHz. `input_std` is
+    the level of the mixtures the checkpoint trained on (the official code reads them as stored, unnormalised);
+    inference scales each normalised input to it, and to 1.0 where it is not given."""
+    if input_std is not None and not 0 < input_std < float("inf"):
+        raise ConversionError(f"input_std must be positive and finite, got {input_std}")
     model = official_model(checkpoint, config_yaml=config_yaml)
     stems = model.config.num_stems
     stem_names = tuple(f"spk{i + 1}" for i in range(stems)) if stem_names is None else tuple(stem_names)
     if len(stem_names) != stems:
         raise ConversionError(f"{checkpoint}: {len(stem_names)} stem names for a model with {stems} speakers")
-    return save_bundle(out, model, stem_names, sample_rate, overwrite=overwrite), model.config
+    return save_bundle(out, model, stem_names, sample_rate, input_std=input_std, overwrite=overwrite), model.config
 
 
 def official_yaml_path(state_dict_file: str | Path) -> Path:
