@@ -61,7 +61,15 @@ def cmd_data_chorales(args) -> int:
 def cmd_data_index(args) -> int:
     from sepjax.data.summary import summarise
 
-    print(summarise(_index(args)))
+    index = _index(args)
+    print(summarise(index))
+    if args.level:
+        from sepjax.data.pipeline import PipelineConfig, input_level
+
+        rate = index.split("train")[0].sample_rate if index.split("train") else index.tracks[0].sample_rate
+        level = input_level(index, PipelineConfig(sample_rate=rate, segment_seconds=4.0, batch_size=1))
+        print(f"\ntraining mixtures: median standard deviation {level:.4g} (64 segments of 4 s, mono downmix, "
+              f"not augmented); a model trained on them as they are wants `sepjax convert --input-std {level:.4g}`")
     return 0
 
 
@@ -391,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data_sub.add_parser("index", help="index a dataset and print a summary")
     _layout_args(p)
+    p.add_argument("--level", action="store_true",
+                   help="also measure the level of the training split's mixtures (`sepjax.data.pipeline.input_level`)")
     p.set_defaults(func=cmd_data_index)
 
     p = data_sub.add_parser("preview", help="write augmented training segments as wav and TensorBoard audio")
@@ -472,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=8000)
     p.add_argument("--input-std", type=float, default=None,
                    help="the standard deviation of the mixtures the checkpoint trained on, which inference scales "
-                        "each normalised input to (default 1.0); `sepjax.data.pipeline.input_level` measures it")
+                        "each normalised input to (default 1.0); `sepjax data index ROOT --layout L --level` "
+                        "measures it")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_convert)
 

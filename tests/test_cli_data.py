@@ -1,11 +1,16 @@
 """`sepjax data …` end to end on small fixtures."""
 
+import re
+
 import numpy as np
 import pytest
 from fixtures import make_jacappella, make_musdb
 
 from sepjax.audio import read
 from sepjax.cli import main
+from sepjax.data.index import build_index
+from sepjax.data.layouts import get_layout
+from sepjax.data.pipeline import PipelineConfig, input_level
 
 
 def test_data_index_prints_a_summary(tmp_path, capsys):
@@ -14,6 +19,12 @@ def test_data_index_prints_a_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 tracks" in out and "test" in out and "48000 Hz" in out
     assert "alto" in out and "finger_snap" in out  # extra stem reported
+    assert "median standard deviation" not in out
+    assert main(["data", "index", str(tmp_path / "jc"), "--layout", "jacappella", "--level"]) == 0
+    level = float(re.search(r"median standard deviation ([0-9.e-]+) ", capsys.readouterr().out).group(1))
+    index = build_index(tmp_path / "jc", get_layout("jacappella"))
+    expected = input_level(index, PipelineConfig(sample_rate=48000, segment_seconds=4.0, batch_size=1))
+    assert level == pytest.approx(expected, rel=1e-3) and 0.01 < level < 10
 
 
 def test_data_index_errors_name_the_problem(tmp_path, capsys):
