@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from sepjax.nn.dropout import dropout
 from sepjax.nn.kernels import Kernels
 from sepjax.nn.kernels.attention import head_major_attention
 from sepjax.nn.linear import linear
@@ -67,7 +68,7 @@ class MultiHeadAttention(eqx.Module):
             # Dropout on the attention weights needs the weights themselves.
             logits = jnp.einsum("bthd,bshd->bhts", q, k) * (1.0 / float(head_dim) ** 0.5)
             weights = jax.nn.softmax(logits if bias is None else logits + bias, axis=-1)
-            weights = eqx.nn.Dropout(self.dropout)(weights, key=key, inference=False)
+            weights = dropout(weights, self.dropout, key=key, inference=False)
             attended = jnp.einsum("bhts,bshd->bthd", weights, v)
         elif self.kernels == "cpu_fast" and bias is None:
             attended = head_major_attention(q, k, v)

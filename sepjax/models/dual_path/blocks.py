@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.attention import AttentionImpl, MultiHeadAttention
+from sepjax.nn.dropout import dropout
 from sepjax.nn.kernels import Kernels
 from sepjax.nn.keys import split_keys
 from sepjax.nn.linear import linear
@@ -68,8 +69,8 @@ class TransformerBlock(eqx.Module):
                  ) -> Float[Array, "*lead seq dim"]:
         k_attn, k_ff = split_keys(key)
         attended = self.attn(self.norm_attn(x), positions=rotary_positions)
-        x = x + self.scale_attn.astype(x.dtype) * self.dropout(attended, key=k_attn, inference=inference)
-        fed = self.dropout(self.ff(self.norm_ff(x)), key=k_ff, inference=inference)
+        x = x + self.scale_attn.astype(x.dtype) * dropout(attended, self.dropout.p, key=k_attn, inference=inference)
+        fed = dropout(self.ff(self.norm_ff(x)), self.dropout.p, key=k_ff, inference=inference)
         return x + self.scale_ff.astype(x.dtype) * fed
 
 

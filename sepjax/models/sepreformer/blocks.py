@@ -20,6 +20,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from sepjax.nn.activation import Activation, ActivationKind, glu
 from sepjax.nn.attention import AttentionImpl, MultiHeadAttention
 from sepjax.nn.depthwise import DepthwiseConv
+from sepjax.nn.dropout import dropout
 from sepjax.nn.keys import split_keys
 from sepjax.nn.linear import linear
 from sepjax.nn.norm import LayerNorm
@@ -74,7 +75,7 @@ class PreNormAttention(eqx.Module):
         k_attn, k_out = split_keys(key)
         positions = None if relative_keys is None else relative_positions(relative_keys)
         y = self.attention(self.norm(x), positions=positions, inference=inference, key=k_attn)
-        return self.dropout(y, key=k_out, inference=inference) * self.scale.astype(x.dtype)
+        return dropout(y, self.dropout.p, key=k_out, inference=inference) * self.scale.astype(x.dtype)
 
 
 class GCFN(eqx.Module):
@@ -101,8 +102,8 @@ class GCFN(eqx.Module):
         k_mid, k_out = split_keys(key)
         # Recomputing the cheap kernel-3 conv in the backward keeps one 6F-wide activation instead of two.
         y = recomputed(lambda conv, h: glu(conv(h)))(self.conv, linear(self.up, self.norm(x)))
-        y = self.dropout(y, key=k_mid, inference=inference)
-        y = self.dropout(linear(self.down, y), key=k_out, inference=inference)
+        y = dropout(y, self.dropout.p, key=k_mid, inference=inference)
+        y = dropout(linear(self.down, y), self.dropout.p, key=k_out, inference=inference)
         return x + y * self.scale.astype(x.dtype)
 
 
@@ -181,7 +182,7 @@ class ConvLocalAttention(eqx.Module):
                  key: PRNGKeyArray | None = None) -> tuple[Float[Array, "time dim"], eqx.nn.State]:
         y = linear(self.up, self.conv(glu(linear(self.gated, self.norm(x)))))
         y, state = self.mid_norm(y, state, inference=inference)
-        y = self.dropout(linear(self.down, self.act(y)), key=key, inference=inference)
+        y = dropout(linear(self.down, self.act(y)), self.dropout.p, key=key, inference=inference)
         return x + y * self.scale.astype(x.dtype), state
 
 
