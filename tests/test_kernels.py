@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from sepjax.models import build_model, get_config
+from sepjax.nn.dropout import dropout
 from sepjax.nn.kernels.attention import head_major_attention
 from sepjax.nn.kernels.projection import project
 from sepjax.nn.kernels.sine import fast_sin, snake
 from sepjax.nn.snake import snake_reference
+from sepjax.train.step import training_forward
 
 
 def test_fast_sin_matches_numpy_over_wide_range():
@@ -63,6 +65,35 @@ def test_head_major_attention_matches_dot_product_attention_and_its_gradients(ke
     np.testing.assert_allclose(out, expected, atol=2e-6)
     for got, want in zip(pullback(d_out), expected_pullback(d_out), strict=True):
         np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def reference_attention_with_bias_and_dropout(q, k, v, bias, key, rate):
+    """The reference path of `MultiHeadAttention` in training mode: autodiff through the softmax and dropout."""
+    logits = jnp.einsum("bthd,bshd->bhts", q, k) * (1.0 / q.shape[-1] ** 0.5) + bias
+    weights = dropout(jax.nn.softmax(logits, axis=-1), rate, key=key, inference=False)
+    return jnp.einsum("bhts,bshd->bthd", weights, v)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_head_major_attention_with_bias_and_dropout_matches_the_reference_and_its_gradients(key, rate):
+    """Values and the gradients of q, k, v and the bias; under vmap with one dropout key per example."""
+    kq, kk, kv, kb, kg, kd = jax.random.split(key, 6)
+    q = jax.random.normal(kq, (3, 1, 10, 4, 8))
+    k = jax.random.normal(kk, (3, 1, 10, 4, 8)) * 2
+    v = jax.random.normal(kv, (3, 1, 10, 4, 8))
+    bias = jax.random.normal(kb, (3, 1, 4, 10, 10))
+    d_out = jax.random.normal(kg, (3, 1, 10, 4, 8))
+    keys = jax.random.split(kd, 3)
+    kernel = jax.vmap(lambda q, k, v, b, key: head_major_attention(q, k, v, b, dropout=rate, key=key))
+    reference = jax.vmap(lambda q, k, v, b, key: reference_attention_with_bias_and_dropout(q, k, v, b, key, rate))
+    out, pullback = jax.vjp(lambda q, k, v, b: kernel(q, k, v, b, keys), q, k, v, bias)
+    expected, expected_pullback = jax.vjp(lambda q, k, v, b: reference(q, k, v, b, keys), q, k, v, bias)
+    np.testing.assert_allclose(out, expected, atol=2e-6)
+    for got, want in zip(pullback(d_out), expected_pullback(d_out), strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-5)
+    if rate:  # the keys matter: another key drops other weights
+        other = kernel(q, k, v, bias, jax.random.split(kg, 3))
+        assert not np.allclose(out, other, atol=1e-3)
 
 
 def test_head_major_attention_over_leading_axes_equals_the_vmapped_one(key):
@@ -125,6 +156,30 @@ def test_dual_path_model_with_cpu_fast_kernels_equals_the_reference_model(key):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-7)
 
 
+def test_paper_model_with_cpu_fast_kernels_trains_as_the_reference_model(key):
+    """The paper model's training-mode forward (dropout, batch statistics, auxiliary heads) and every parameter's
+    gradient of its loss, both settings, the same weights and dropout keys."""
+    config = get_config("sepreformer-tiny", dropout=0.2, layer_scale_init=0.5)
+    reference = build_model(config, key=key)
+    fast = build_model(config.replace(kernels="cpu_fast"), key=key)
+    mixtures = jax.random.normal(jax.random.fold_in(key, 1), (2, 1, 640))
+    keys = jax.random.split(jax.random.fold_in(key, 2), 2)
+
+    def loss(model):
+        estimates, aux, _ = training_forward(model, mixtures, keys)
+        return jnp.sum(jnp.tanh(estimates)) + jnp.sum(jnp.tanh(aux))
+
+    want, got = training_forward(reference, mixtures, keys), training_forward(fast, mixtures, keys)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))
+    want_grads, got_grads = eqx.filter_grad(loss)(reference), eqx.filter_grad(loss)(fast)
+    # A parameter that BatchNorm cancels (a bias just before it) has a gradient of float32 noise: it is held to the
+    # reordering error of sums at the scale of the whole gradient.
+    scale = max(float(jnp.max(jnp.abs(b))) for b in jax.tree.leaves(want_grads))
+    for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-5 * scale)
+
+
 def test_the_default_kernels_are_the_reference_ones():
-    for name in ("dual-path-sepreformer", "dual-path-sepreformer-tiny"):
+    for name in ("dual-path-sepreformer", "dual-path-sepreformer-tiny", "sepreformer-t", "sepreformer-tiny"):
         assert get_config(name).kernels == "reference"

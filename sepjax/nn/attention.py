@@ -32,7 +32,7 @@ class MultiHeadAttention(eqx.Module):
     """softmax(q kᵀ/√d + bias) v per head over the `seq` axis of `(*lead, seq, dim)`, then the output projection.
 
     `dropout` drops attention weights in training mode (`inference=False`, with a key). With
-    `kernels="cpu_fast"` and no bias or dropout, the scores run in `kernels.attention.head_major_attention`.
+    `kernels="cpu_fast"` the scores, bias and dropout run in `kernels.attention.head_major_attention`.
     """
 
     qkv: eqx.nn.Linear
@@ -64,14 +64,17 @@ class MultiHeadAttention(eqx.Module):
         bias = None
         if positions is not None:
             q, k, bias = positions(q, k)
-        if not inference and self.dropout > 0:
+        rate = 0.0 if inference else self.dropout
+        if rate > 0 and key is None:
+            raise RuntimeError("Dropout requires a key in training mode (inference=False)")
+        if self.kernels == "cpu_fast":
+            attended = head_major_attention(q, k, v, bias, dropout=rate, key=key if rate > 0 else None)
+        elif rate > 0:
             # Dropout on the attention weights needs the weights themselves.
             logits = jnp.einsum("bthd,bshd->bhts", q, k) * (1.0 / float(head_dim) ** 0.5)
             weights = jax.nn.softmax(logits if bias is None else logits + bias, axis=-1)
-            weights = dropout(weights, self.dropout, key=key, inference=False)
+            weights = dropout(weights, rate, key=key, inference=False)
             attended = jnp.einsum("bhts,bshd->bthd", weights, v)
-        elif self.kernels == "cpu_fast" and bias is None:
-            attended = head_major_attention(q, k, v)
         else:
             attended = jax.nn.dot_product_attention(q, k, v, bias=bias, implementation=self.impl)
         return linear(self.out, attended.reshape(*lead, seq, dim), kernels=self.kernels)

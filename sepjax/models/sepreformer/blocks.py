@@ -21,6 +21,7 @@ from sepjax.nn.activation import Activation, ActivationKind, glu
 from sepjax.nn.attention import AttentionImpl, MultiHeadAttention
 from sepjax.nn.depthwise import DepthwiseConv
 from sepjax.nn.dropout import dropout
+from sepjax.nn.kernels import Kernels
 from sepjax.nn.keys import split_keys
 from sepjax.nn.linear import linear
 from sepjax.nn.norm import LayerNorm
@@ -64,9 +65,9 @@ class PreNormAttention(eqx.Module):
     dropout: eqx.nn.Dropout
 
     def __init__(self, dim: int, num_heads: int, *, dropout: float = 0.0, layer_scale_init: float = 1e-5,
-                 impl: AttentionImpl = "xla", key: PRNGKeyArray):
+                 impl: AttentionImpl = "xla", kernels: Kernels = "reference", key: PRNGKeyArray):
         self.norm = LayerNorm(dim)
-        self.attention = MultiHeadAttention(dim, num_heads, dropout=dropout, impl=impl, key=key)
+        self.attention = MultiHeadAttention(dim, num_heads, dropout=dropout, impl=impl, kernels=kernels, key=key)
         self.scale = jnp.full(dim, layer_scale_init, dtype=jnp.float32)
         self.dropout = eqx.nn.Dropout(dropout)
 
@@ -87,8 +88,10 @@ class GCFN(eqx.Module):
     down: eqx.nn.Linear
     scale: Float[Array, " dim"]
     dropout: eqx.nn.Dropout
+    kernels: Kernels = eqx.field(static=True)
 
-    def __init__(self, dim: int, *, dropout: float = 0.0, layer_scale_init: float = 1e-5, key: PRNGKeyArray):
+    def __init__(self, dim: int, *, dropout: float = 0.0, layer_scale_init: float = 1e-5,
+                 kernels: Kernels = "reference", key: PRNGKeyArray):
         k_up, k_conv, k_down = jax.random.split(key, 3)
         self.norm = LayerNorm(dim)
         self.up = eqx.nn.Linear(dim, 6 * dim, key=k_up)
@@ -96,14 +99,15 @@ class GCFN(eqx.Module):
         self.down = eqx.nn.Linear(3 * dim, dim, key=k_down)
         self.scale = jnp.full(dim, layer_scale_init, dtype=jnp.float32)
         self.dropout = eqx.nn.Dropout(dropout)
+        self.kernels = kernels
 
     def __call__(self, x: Float[Array, "time dim"], *, inference: bool, key: PRNGKeyArray | None = None
                  ) -> Float[Array, "time dim"]:
         k_mid, k_out = split_keys(key)
         # Recomputing the cheap kernel-3 conv in the backward keeps one 6F-wide activation instead of two.
-        y = recomputed(lambda conv, h: glu(conv(h)))(self.conv, linear(self.up, self.norm(x)))
+        y = recomputed(lambda conv, h: glu(conv(h)))(self.conv, linear(self.up, self.norm(x), kernels=self.kernels))
         y = dropout(y, self.dropout.p, key=k_mid, inference=inference)
-        y = dropout(linear(self.down, y), self.dropout.p, key=k_out, inference=inference)
+        y = dropout(linear(self.down, y, kernels=self.kernels), self.dropout.p, key=k_out, inference=inference)
         return x + y * self.scale.astype(x.dtype)
 
 
@@ -114,14 +118,16 @@ class EfficientGlobalAttention(eqx.Module):
     attn: PreNormAttention
     gate_norm: LayerNorm
     gate: eqx.nn.Linear
+    kernels: Kernels = eqx.field(static=True)
 
     def __init__(self, dim: int, num_heads: int, *, dropout: float = 0.0, layer_scale_init: float = 1e-5,
-                 impl: AttentionImpl = "xla", key: PRNGKeyArray):
+                 impl: AttentionImpl = "xla", kernels: Kernels = "reference", key: PRNGKeyArray):
         k_attn, k_gate = jax.random.split(key)
         self.attn = PreNormAttention(dim, num_heads, dropout=dropout, layer_scale_init=layer_scale_init,
-                                     impl=impl, key=k_attn)
+                                     impl=impl, kernels=kernels, key=k_attn)
         self.gate_norm = LayerNorm(dim)
         self.gate = eqx.nn.Linear(dim, dim, key=k_gate)
+        self.kernels = kernels
 
     def __call__(self, x: Float[Array, "time dim"], positions: Float[Array, "pooled pooled head_dim"], *,
                  inference: bool, key: PRNGKeyArray | None = None) -> Float[Array, "time dim"]:
@@ -132,7 +138,7 @@ class EfficientGlobalAttention(eqx.Module):
         span = time // pooled_length
         pooled = jnp.mean(x.reshape(pooled_length, span, dim), axis=1)
         attended = jnp.repeat(self.attn(pooled, positions, inference=inference, key=key), span, axis=0)
-        return x + jax.nn.sigmoid(linear(self.gate, self.gate_norm(x))) * attended
+        return x + jax.nn.sigmoid(linear(self.gate, self.gate_norm(x), kernels=self.kernels)) * attended
 
 
 class GlobalBlock(eqx.Module):
@@ -140,11 +146,11 @@ class GlobalBlock(eqx.Module):
     gcfn: GCFN
 
     def __init__(self, dim: int, num_heads: int, *, dropout: float = 0.0, layer_scale_init: float = 1e-5,
-                 impl: AttentionImpl = "xla", key: PRNGKeyArray):
+                 impl: AttentionImpl = "xla", kernels: Kernels = "reference", key: PRNGKeyArray):
         k_ega, k_gcfn = jax.random.split(key)
         self.ega = EfficientGlobalAttention(dim, num_heads, dropout=dropout, layer_scale_init=layer_scale_init,
-                                            impl=impl, key=k_ega)
-        self.gcfn = GCFN(dim, dropout=dropout, layer_scale_init=layer_scale_init, key=k_gcfn)
+                                            impl=impl, kernels=kernels, key=k_ega)
+        self.gcfn = GCFN(dim, dropout=dropout, layer_scale_init=layer_scale_init, kernels=kernels, key=k_gcfn)
 
     def __call__(self, x: Float[Array, "time dim"], positions: Float[Array, "pooled pooled head_dim"], *,
                  inference: bool, key: PRNGKeyArray | None = None) -> Float[Array, "time dim"]:
@@ -163,10 +169,12 @@ class ConvLocalAttention(eqx.Module):
     down: eqx.nn.Linear
     scale: Float[Array, " dim"]
     dropout: eqx.nn.Dropout
+    kernels: Kernels = eqx.field(static=True)
 
     def __init__(self, dim: int, kernel: int, *, norm: NormKind = "batch", activation: ActivationKind = "gelu",
                  dropout: float = 0.0, layer_scale_init: float = 1e-5,
-                 axis_name: Hashable | Sequence[Hashable] = BATCH_AXIS, key: PRNGKeyArray):
+                 axis_name: Hashable | Sequence[Hashable] = BATCH_AXIS, kernels: Kernels = "reference",
+                 key: PRNGKeyArray):
         k_gated, k_conv, k_up, k_down = jax.random.split(key, 4)
         self.norm = LayerNorm(dim)
         self.gated = eqx.nn.Linear(dim, 2 * dim, key=k_gated)
@@ -177,12 +185,15 @@ class ConvLocalAttention(eqx.Module):
         self.down = eqx.nn.Linear(2 * dim, dim, key=k_down)
         self.scale = jnp.full(dim, layer_scale_init, dtype=jnp.float32)
         self.dropout = eqx.nn.Dropout(dropout)
+        self.kernels = kernels
 
     def __call__(self, x: Float[Array, "time dim"], state: eqx.nn.State, *, inference: bool,
                  key: PRNGKeyArray | None = None) -> tuple[Float[Array, "time dim"], eqx.nn.State]:
-        y = linear(self.up, self.conv(glu(linear(self.gated, self.norm(x)))))
+        y = glu(linear(self.gated, self.norm(x), kernels=self.kernels))
+        y = linear(self.up, self.conv(y), kernels=self.kernels)
         y, state = self.mid_norm(y, state, inference=inference)
-        y = dropout(linear(self.down, self.act(y)), self.dropout.p, key=key, inference=inference)
+        y = dropout(linear(self.down, self.act(y), kernels=self.kernels), self.dropout.p, key=key,
+                    inference=inference)
         return x + y * self.scale.astype(x.dtype), state
 
 
@@ -192,11 +203,13 @@ class LocalBlock(eqx.Module):
 
     def __init__(self, dim: int, kernel: int, *, norm: NormKind = "batch", activation: ActivationKind = "gelu",
                  dropout: float = 0.0, layer_scale_init: float = 1e-5,
-                 axis_name: Hashable | Sequence[Hashable] = BATCH_AXIS, key: PRNGKeyArray):
+                 axis_name: Hashable | Sequence[Hashable] = BATCH_AXIS, kernels: Kernels = "reference",
+                 key: PRNGKeyArray):
         k_cla, k_gcfn = jax.random.split(key)
         self.cla = ConvLocalAttention(dim, kernel, norm=norm, activation=activation, dropout=dropout,
-                                      layer_scale_init=layer_scale_init, axis_name=axis_name, key=k_cla)
-        self.gcfn = GCFN(dim, dropout=dropout, layer_scale_init=layer_scale_init, key=k_gcfn)
+                                      layer_scale_init=layer_scale_init, axis_name=axis_name, kernels=kernels,
+                                      key=k_cla)
+        self.gcfn = GCFN(dim, dropout=dropout, layer_scale_init=layer_scale_init, kernels=kernels, key=k_gcfn)
 
     def __call__(self, x: Float[Array, "time dim"], state: eqx.nn.State, *, inference: bool,
                  key: PRNGKeyArray | None = None) -> tuple[Float[Array, "time dim"], eqx.nn.State]:
@@ -213,11 +226,11 @@ class CrossSpeakerBlock(eqx.Module):
     gcfn: GCFN
 
     def __init__(self, dim: int, num_heads: int, *, dropout: float = 0.0, layer_scale_init: float = 1e-5,
-                 impl: AttentionImpl = "xla", key: PRNGKeyArray):
+                 impl: AttentionImpl = "xla", kernels: Kernels = "reference", key: PRNGKeyArray):
         k_attn, k_gcfn = jax.random.split(key)
         self.attn = PreNormAttention(dim, num_heads, dropout=dropout, layer_scale_init=layer_scale_init,
-                                     impl=impl, key=k_attn)
-        self.gcfn = GCFN(dim, dropout=dropout, layer_scale_init=layer_scale_init, key=k_gcfn)
+                                     impl=impl, kernels=kernels, key=k_attn)
+        self.gcfn = GCFN(dim, dropout=dropout, layer_scale_init=layer_scale_init, kernels=kernels, key=k_gcfn)
 
     def __call__(self, x: Float[Array, "stems time dim"], *, inference: bool, key: PRNGKeyArray | None = None
                  ) -> Float[Array, "stems time dim"]:

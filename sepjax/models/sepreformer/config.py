@@ -5,6 +5,7 @@ from typing import Literal
 
 from sepjax.models.checks import ConfigMethods, DType, check_model_config
 from sepjax.nn.attention import AttentionImpl
+from sepjax.nn.kernels import Kernels
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class SepReformerConfig(ConfigMethods):
     """Apply each stage's repeated blocks (an encoder stage's two Global-Local pairs, a decoder stage's three
     rounds) one after another instead of as one `lax.scan`, which traces and compiles them once per stage.
     The values are the same; the scan compiles faster."""
+    kernels: Kernels = "reference"
+    """'cpu_fast': the XLA:CPU kernels of `sepjax.nn.kernels` (same values, faster training on a CPU): attention
+    with its relative-position bias and dropout in head-major layout with a hand-written backward, and
+    projections whose weight gradient transposes the narrower operand."""
     attention_impl: AttentionImpl = "xla"
     """`jax.nn.dot_product_attention`'s implementation; 'cudnn' (GPU, with dtype bfloat16) is cuDNN's fused kernel."""
 

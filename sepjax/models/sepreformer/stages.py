@@ -31,12 +31,12 @@ def maybe_remat(fn: Callable[..., Any], remat: bool) -> Callable[..., Any]:
 
 def global_block(c: SepReformerConfig, key: PRNGKeyArray) -> GlobalBlock:
     return GlobalBlock(c.dim, c.heads, dropout=c.dropout, layer_scale_init=c.layer_scale_init,
-                       impl=c.attention_impl, key=key)
+                       impl=c.attention_impl, kernels=c.kernels, key=key)
 
 
 def local_block(c: SepReformerConfig, axis_name, key: PRNGKeyArray) -> LocalBlock:
     return LocalBlock(c.dim, c.local_kernel, norm=c.norm, activation=c.activation, dropout=c.dropout,
-                      layer_scale_init=c.layer_scale_init, axis_name=axis_name, key=key)
+                      layer_scale_init=c.layer_scale_init, axis_name=axis_name, kernels=c.kernels, key=key)
 
 
 class Downsample(eqx.Module):
@@ -125,7 +125,7 @@ class DecoderStage(eqx.Module):
         self.rounds = tuple(
             (global_block(c, k[3 * i]), local_block(c, (BATCH_AXIS, STEM_AXIS), k[3 * i + 1]),
              CrossSpeakerBlock(c.dim, c.heads, dropout=c.dropout, layer_scale_init=c.layer_scale_init,
-                               impl=c.attention_impl, key=k[3 * i + 2]))
+                               impl=c.attention_impl, kernels=c.kernels, key=k[3 * i + 2]))
             for i in range(3))
         self.remat = c.remat
         self.unroll = c.unroll

@@ -6,18 +6,27 @@ batched matmuls. Here each head's (seq, head_dim) block is contiguous, the backw
 FlashAttention's identity rowsum(P ∘ dP) = rowsum(dO ∘ O), and the two products that contract over
 queries (dV = Pᵀ dO, dK = dSᵀ Q) are computed transposed from small pre-transposed operands, so
 every matmul is a plain row-major one. Scores and softmax run in float32 for any input dtype.
+
+A score bias (the paper SepReformer's relative-position term) adds to the scores, and its gradient is the
+scores' gradient. Dropout of the weights takes its mask from `sepjax.nn.dropout` and recomputes it in the
+backward from the key, so neither the mask nor the autodiff softmax backward's reduction over keys is paid for.
 """
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from sepjax.nn.dropout import keep_mask
 from sepjax.nn.kernels.projection import transposed_product
 
 
-def _probabilities(q_scaled: Float[Array, "*lead h t d"], k: Float[Array, "*lead h s d"]
-                   ) -> Float[Array, "*lead h t s"]:
+def _probabilities(q_scaled: Float[Array, "*lead h t d"], k: Float[Array, "*lead h s d"],
+                   bias: Float[Array, "*lead h t s"] | None) -> Float[Array, "*lead h t s"]:
     scores = jnp.einsum("...htd,...hsd->...hts", q_scaled, k, preferred_element_type=jnp.float32)
+    if bias is not None:
+        scores = scores + bias.astype(jnp.float32)
     weights = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
     return weights * (1 / jnp.sum(weights, axis=-1, keepdims=True))
 
@@ -28,29 +37,41 @@ def _scaled(q: Float[Array, "*lead h t d"]) -> Float[Array, "*lead h t d"]:
     return q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
 
 
-@jax.custom_vjp
-def _attend(q: Float[Array, "*lead h t d"], k: Float[Array, "*lead h s d"], v: Float[Array, "*lead h s d"]
-            ) -> Float[Array, "*lead h t d"]:
-    return _forward(q, k, v)[0]
+def _dropped(probs: Array, key: Array | None, rate: float) -> Array:
+    """The attention weights after dropout: the mask is a function of `key` and the shape, so the backward
+    recomputes it instead of storing one flag per score."""
+    if key is None or rate == 0:
+        return probs
+    return jnp.where(keep_mask(key, probs.shape, rate), probs * (1 / (1 - rate)), jnp.zeros((), probs.dtype))
 
 
-def _forward(q, k, v):
+@partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _attend(q: Float[Array, "*lead h t d"], k: Float[Array, "*lead h s d"], v: Float[Array, "*lead h s d"],
+            bias: Float[Array, "*lead h t s"] | None, key: Array | None, rate: float) -> Float[Array, "*lead h t d"]:
+    return _forward(q, k, v, bias, key, rate)[0]
+
+
+def _forward(q, k, v, bias, key, rate):
     q_scaled = _scaled(q)
-    probs = _probabilities(q_scaled, k)
-    out = jnp.einsum("...hts,...hsd->...htd", probs.astype(v.dtype), v)
-    return out, (q_scaled, k, v, probs, out)
+    probs = _probabilities(q_scaled, k, bias)
+    out = jnp.einsum("...hts,...hsd->...htd", _dropped(probs, key, rate).astype(v.dtype), v)
+    bias_like = None if bias is None else jnp.zeros((0,), bias.dtype)  # the bias's dtype, not its values
+    return out, (q_scaled, k, v, bias_like, key, probs, out)
 
 
-def _backward(residuals, d_out):
-    q_scaled, k, v, probs, out = residuals
+def _backward(rate, residuals, d_out):
+    q_scaled, k, v, bias_like, key, probs, out = residuals
     d_out = d_out.astype(v.dtype)
-    d_probs = jnp.einsum("...htd,...hsd->...hts", d_out, v, preferred_element_type=jnp.float32)
+    # Dropout scales the weights by mask / keep, so the weights' gradient is the dropped weights' times the same.
+    d_probs = _dropped(jnp.einsum("...htd,...hsd->...hts", d_out, v, preferred_element_type=jnp.float32), key, rate)
+    # rowsum(P ∘ dP) = rowsum(dO ∘ O): the dropped weights' mask and scale appear on both sides.
     row_dot = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
     d_scores = (probs * (d_probs - row_dot)).astype(q_scaled.dtype)  # w.r.t. the scores of q_scaled
     d_q = _scaled(jnp.einsum("...hts,...hsd->...htd", d_scores, k))
     d_k = transposed_product(q_scaled, d_scores)
-    d_v = transposed_product(d_out, probs.astype(v.dtype))
-    return d_q, d_k, d_v
+    d_v = transposed_product(d_out, _dropped(probs, key, rate).astype(v.dtype))
+    d_bias = None if bias_like is None else d_scores.astype(bias_like.dtype)
+    return d_q, d_k, d_v, d_bias, None
 
 
 _attend.defvjp(_forward, _backward)
@@ -58,8 +79,11 @@ _attend.defvjp(_forward, _backward)
 
 def head_major_attention(
     q: Float[Array, "*lead seq heads head_dim"], k: Float[Array, "*lead kv_seq heads head_dim"],
-    v: Float[Array, "*lead kv_seq heads head_dim"],
+    v: Float[Array, "*lead kv_seq heads head_dim"], bias: Float[Array, "*lead heads seq kv_seq"] | None = None,
+    *, dropout: float = 0.0, key: Array | None = None,
 ) -> Float[Array, "*lead seq heads head_dim"]:
-    """softmax(q kᵀ / √head_dim) v per head; the layout of `jax.nn.dot_product_attention`."""
+    """softmax(q kᵀ / √head_dim + bias) v per head, the weights dropped at rate `dropout` when a key is given
+    (`sepjax.nn.dropout`'s mask over the weights' (*lead, heads, seq, kv_seq) layout); the layout of
+    `jax.nn.dot_product_attention`."""
     to_heads = lambda x: jnp.swapaxes(x, -3, -2)  # noqa: E731
-    return to_heads(_attend(to_heads(q), to_heads(k), to_heads(v)))
+    return to_heads(_attend(to_heads(q), to_heads(k), to_heads(v), bias, key, float(dropout)))
