@@ -120,6 +120,53 @@ def test_a_non_finite_batch_skips_the_update():
         np.testing.assert_allclose(e, 0.9 * b + 0.1 * m, rtol=1e-5, atol=1e-7)
 
 
+def test_train_step_equals_the_update_of_each_parameter_array():
+    """The step updates one flat vector; the same step on the parameter tree (optax's clip and AdamW per array,
+    the paper model's BatchNorm statistics stored back) gives the same model."""
+    from sepjax.losses import CompositeLossConfig, aux_loss_weight
+    from sepjax.models.base import trainable
+    from sepjax.train import batch_loss
+
+    model = build_model(get_config("sepreformer-tiny", dropout=0.0), key=jax.random.PRNGKey(0))
+    batch = Batch.from_targets(harmonic_stems(2, 2, 1600, 8000))
+    loss_config = CompositeLossConfig(permutation_invariant=True, stft_weight=0.0)
+    params, frozen = eqx.partition(model, trainable(model))
+    (_, (_, stats)), grads = jax.value_and_grad(
+        lambda p: batch_loss(eqx.combine(p, frozen), batch, None, loss_config,
+                             aux_loss_weight(jnp.zeros((), jnp.int32), loss_config)), has_aux=True)(params)
+    reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=1e-2))
+    updates, _ = reference.update(grads, reference.init(params), params)
+    expected = eqx.apply_updates(model, updates).with_stats(stats)
+
+    optimizer = make_optimizer(1e-2)
+    fresh = jax.tree.map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, model)  # the step donates its state
+    state, metrics = train_step(optimizer, TrainState.create(fresh, optimizer, key=jax.random.PRNGKey(1)), batch,
+                                loss_config)
+    np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(grads), rtol=1e-5)
+    # AdamW's first update is lr·g/(|g| + ε) per element, whatever g's size: where a gradient is float32 noise
+    # (a bias that BatchNorm cancels), the two programs' reordered sums give other noise and another update of up
+    # to lr. Those elements are held only to that size; the rest to a thousandth of lr.
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads))
+    got, want = (jax.tree.leaves(eqx.filter(m, trainable(m))) for m in (state.model, expected))
+    for a, b, g in zip(got, want, jax.tree.leaves(grads), strict=True):
+        a, b, signal = np.asarray(a), np.asarray(b), np.abs(np.asarray(g)) >= 1e-5 * scale
+        np.testing.assert_allclose(a[signal], b[signal], rtol=1e-6, atol=1e-5)
+        assert np.all(np.abs(a - b) <= 2.1e-2)
+    got_stats, want_stats = jax.tree.leaves(state.model.stats), jax.tree.leaves(expected.stats)
+    assert got_stats and len(got_stats) == len(want_stats)
+    for a, b in zip(got_stats, want_stats, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_train_step_compiles_with_the_cpu_options_unless_xla_flags_set_the_level(monkeypatch):
+    from sepjax.train.step import _donating_step
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    assert _donating_step.jitted() is _donating_step.cpu
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert _donating_step.jitted() is _donating_step.plain
+
+
 def test_flat_optimizer_matches_optax_chain_on_the_parameter_tree():
     from sepjax.train.config import OptimConfig
     from sepjax.train.optim import build_optimizer

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import numpy as np
 
 from sepjax.inference.bundle import load_bundle
 from sepjax.inference.convert import official_model
@@ -82,9 +83,10 @@ def _source_model(source: str) -> eqx.Module:
 
 
 def frozen_mask(model: eqx.Module, patterns: tuple[str, ...]) -> eqx.Module:
-    """True for each trainable parameter whose path matches one of the regular expressions `patterns`."""
+    """For each trainable parameter, a boolean array of its shape: True where its path matches one of the regular
+    expressions `patterns`."""
     if not patterns:
-        return jax.tree.map(lambda _: False, eqx.filter(model, trainable(model)))
+        return jax.tree.map(lambda p: np.zeros(p.shape, bool), eqx.filter(model, trainable(model)))
     compiled = []
     for pattern in patterns:
         try:
@@ -93,7 +95,7 @@ def frozen_mask(model: eqx.Module, patterns: tuple[str, ...]) -> eqx.Module:
             raise ConfigError(f"--train.freeze {pattern!r}: not a regular expression ({err})") from err
     params = eqx.filter(model, trainable(model))
     mask = jax.tree_util.tree_map_with_path(
-        lambda path, _: any(c.search(jax.tree_util.keystr(path)) for c in compiled), params)
+        lambda path, p: np.full(p.shape, any(c.search(jax.tree_util.keystr(path)) for c in compiled)), params)
     unmatched = [p for p, c in zip(patterns, compiled, strict=True)
                  if not any(c.search(path) for path in array_paths(params))]
     if unmatched:

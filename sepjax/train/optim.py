@@ -8,6 +8,7 @@ scales every update by its `scale`.
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from sepjax.train.config import OptimConfig
 
@@ -37,22 +38,24 @@ def make_optimizer(lr: float | optax.Schedule = 3e-4, weight_decay: float = 1e-2
 
 def build_optimizer(config: OptimConfig, total_steps: int, frozen=None) -> optax.GradientTransformation:
     """`clipped_adamw` with the config's schedule; wrapped for accumulation; on the parameters as one flat
-    vector, as `make_optimizer`. `frozen` (a tree of bools over the parameters, `init_from.frozen_mask`) keeps
-    the parameters it marks where they are."""
+    vector, as `make_optimizer`. `frozen` (boolean arrays shaped as the parameters, `init_from.frozen_mask`)
+    keeps the parameters it marks where they are."""
     optimizer = optax.chain(*clipped_adamw(learning_rate(config, total_steps), config.weight_decay,
                                            config.clip_norm))
     if config.grad_accum > 1:
         optimizer = optax.MultiSteps(optimizer, every_k_schedule=config.grad_accum).gradient_transformation()
-    if frozen is None or not any(jax.tree.leaves(frozen)):
+    if frozen is None or not any(bool(f.any()) for f in jax.tree.leaves(frozen)):
         return optax.flatten(optimizer)
     return optax.chain(optax.flatten(optimizer), zero_frozen(frozen))
 
 
 def zero_frozen(frozen) -> optax.GradientTransformation:
-    """Set the updates of the parameters `frozen` marks to zero (weight decay included: they do not move)."""
+    """Set the updates of the parameters `frozen` marks to zero (weight decay included: they do not move). The
+    updates are the flat vector the train step passes (`jax.flatten_util.ravel_pytree` of the parameters)."""
+    mask = ravel_pytree(frozen)[0]
 
     def update(updates, state, params=None):
-        return jax.tree.map(lambda u, f: jnp.zeros_like(u) if f else u, updates, frozen), state
+        return jnp.where(mask, jnp.zeros_like(updates), updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
