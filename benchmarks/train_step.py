@@ -1,5 +1,8 @@
 """Train-step throughput: compile time, median step time and segments/s.
 
+`first_call_s` is the first call's wall time (tracing, lowering, XLA's compile and the call's steps); `compile_s`
+is that less the call's steps at the median step time.
+
     python benchmarks/train_step.py                          # sepjax only, the default configuration
     python benchmarks/train_step.py --compare-seed --seed-script PATH   # against the tutorial's code
     python benchmarks/train_step.py --model dual-path-sepreformer --dim 256 --ff 1024 --heads 8 --stems 5
