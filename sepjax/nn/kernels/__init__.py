@@ -6,8 +6,9 @@ gradients against the reference. The default, `kernels="reference"`, builds the 
 
 - `projection.project`: `x @ Wᵀ` whose weight gradient transposes the narrower operand (reference: `x @ W.T`
   in `sepjax.nn.linear.linear`).
-- `attention.head_major_attention`: softmax attention in head-major layout with a hand-written backward
-  (reference: `jax.nn.dot_product_attention` in `sepjax.nn.attention.MultiHeadAttention`).
+- `attention.head_major_attention`: softmax attention in head-major layout with a hand-written backward, with an
+  optional score bias and dropout of the weights (reference: `jax.nn.dot_product_attention`, or with dropout the
+  einsum-softmax-einsum path, in `sepjax.nn.attention.MultiHeadAttention`).
 - `sine.snake`: SNAKE with a range-reduced polynomial sine and a hand-written JVP (reference:
   `sepjax.nn.snake.snake_reference`).
 """
