@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from sepjax.nn.dropout import keep_mask
+from sepjax.nn.dropout import dropout
 from sepjax.nn.kernels.projection import transposed_product
 
 
@@ -40,9 +40,7 @@ def _scaled(q: Float[Array, "*lead h t d"]) -> Float[Array, "*lead h t d"]:
 def _dropped(probs: Array, key: Array | None, rate: float) -> Array:
     """The attention weights after dropout: the mask is a function of `key` and the shape, so the backward
     recomputes it instead of storing one flag per score."""
-    if key is None or rate == 0:
-        return probs
-    return jnp.where(keep_mask(key, probs.shape, rate), probs * (1 / (1 - rate)), jnp.zeros((), probs.dtype))
+    return dropout(probs, rate, key=key, inference=key is None)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5,))
