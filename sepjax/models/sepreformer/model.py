@@ -38,6 +38,8 @@ from sepjax.nn.stateful_norm import StatefulNorm
 
 def nearest_resize(x: Float[Array, "*lead time dim"], length: int) -> Float[Array, "*lead length dim"]:
     """Nearest-neighbour resampling of the time axis, as `torch.nn.functional.interpolate(mode='nearest')`."""
+    if x.shape[-2] == length:
+        return x
     source = (jnp.arange(length) * x.shape[-2]) // length
     return jnp.take(x, source, axis=-2)
 
@@ -68,11 +70,11 @@ class SepReformerNetwork(eqx.Module):
         self.project_norm = GroupNorm1(c.encoder_channels, eps=1e-8)
         self.project = eqx.nn.Linear(c.encoder_channels, c.dim, use_bias=False, key=next(keys))
         self.positions = RelativePositionKeys(c.dim // c.heads, c.max_relative_position, key=next(keys))
-        self.enc_stages = tuple(EncoderStage(c, downsample=True, key=next(keys)) for _ in range(r))
-        self.bottleneck = EncoderStage(c, downsample=False, key=next(keys))
+        self.enc_stages = tuple(EncoderStage(c, downsample=True, halvings=i, key=next(keys)) for i in range(r))
+        self.bottleneck = EncoderStage(c, downsample=False, halvings=r, key=next(keys))
         splits = 1 if c.shared_split else r + 1
         self.splits = tuple(SpeakerSplit(c.dim, c.num_stems, key=next(keys)) for _ in range(splits))
-        self.dec_stages = tuple(DecoderStage(c, key=next(keys)) for _ in range(r))
+        self.dec_stages = tuple(DecoderStage(c, halvings=r - 1 - i, key=next(keys)) for i in range(r))
         self.output = OutputLayer(c.dim, c.encoder_channels, masked=False, key=next(keys))
         self.decoder = ConvDecoder(c.encoder_channels, c.out_channels, c.encoder_kernel, c.encoder_stride,
                                    use_bias=False, key=next(keys))
@@ -122,13 +124,18 @@ class SepReformerNetwork(eqx.Module):
             h, state = stage(h, skips[r - 1 - i], positions, state, inference=inference, key=k)
 
         def reconstruct(output: OutputLayer, decoder: ConvDecoder, streams):
-            return jax.vmap(lambda s: decoder(output(s, encoded)))(streams)
+            # An auxiliary head's input is at its stage's frame rate: the output layer's per-frame part runs
+            # there, and its result is resampled to the encoding's rate (the same values, up to 16x fewer frames).
+            def stream(s):
+                return decoder(output.with_encoding(nearest_resize(output.per_frame(s), frames), encoded))
+
+            return jax.vmap(stream)(streams)
 
         estimates = fit_length(reconstruct(net.output, net.decoder, h[:, :frames]), length)
         aux = None
         if not inference and net.aux_outputs:
             aux = jnp.stack([
-                fit_length(reconstruct(out, dec, nearest_resize(x, frames)), length)
+                fit_length(reconstruct(out, dec, x), length)
                 for out, dec, x in zip(net.aux_outputs, net.aux_decoders, stage_inputs, strict=True)])
             aux = aux.astype(mixture.dtype)
         return estimates.astype(mixture.dtype), aux, state
