@@ -109,7 +109,8 @@ class SepReformerNetwork(eqx.Module):
         unit = 2**r
         padded = -(-frames // unit) * unit
         h = jnp.pad(h, [(0, padded - frames), (0, 0)])
-        positions = net.positions(padded // unit)
+        pooled = padded // unit
+        positions = net.positions.by_offset(pooled) if c.kernels == "cpu_fast" else net.positions(pooled)
 
         skips = []
         for i, (stage, k) in enumerate(zip(net.enc_stages, split_keys(k_enc, r), strict=True)):
