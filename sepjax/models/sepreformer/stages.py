@@ -25,13 +25,13 @@ STEM_AXIS = "stem"
 """The vmap axis name of the decoder's shared-weight streams; decoder BatchNorms average over it too."""
 
 
-CPU_FAST_UNROLLED_RATES = 3
-"""With `kernels="cpu_fast"`, the stages at the encoder's frame rate, half and a quarter of it apply their
-repeated blocks one after another instead of as one `lax.scan` (the first three encoder stages and the last
-three decoder stages). XLA:CPU writes a scan's saved activations into their stacked buffers on one thread; at
-these stages, which hold most of the activations, unrolling makes SepReformer-T's train step faster at about
-the same compile time, where unrolling every stage costs a third more compile (docs/performance.md). The
-coarsest stages keep the scan, which compiles their repeats once."""
+CPU_FAST_UNROLLED_RATES = 2
+"""With `kernels="cpu_fast"`, the stages at the encoder's frame rate and at half of it apply their repeated
+blocks one after another instead of as one `lax.scan` (the first two encoder stages and the last two decoder
+stages). XLA:CPU writes a scan's saved activations into their stacked buffers on one thread; at these stages,
+which hold most of the activations, unrolling took SepReformer-T's train step to 0.86-0.88 of the all-scan
+step's time in paired runs, at the same compile time (docs/performance.md). The coarser stages keep the scan,
+which compiles their repeats once: unrolling a third rate as well cost up to a third more compile."""
 
 
 def stage_unrolled(c: SepReformerConfig, halvings: int) -> bool:
