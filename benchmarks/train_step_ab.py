@@ -51,7 +51,14 @@ def main() -> None:
     p.add_argument("--sr", type=int, default=8000)
     p.add_argument("--batch", type=int, default=2)
     args = p.parse_args()
-    variants = [(name, json.loads(spec)) for name, spec in args.variant]
+    variants = []
+    for name, spec in args.variant:
+        try:
+            variants.append((name, json.loads(spec)))
+        except json.JSONDecodeError as error:
+            p.error(f"variant {name!r}: {spec!r} is not JSON ({error})")
+        if not isinstance(variants[-1][1], dict):
+            p.error(f"variant {name!r}: {spec!r} is not a JSON object")
     if len(variants) < 2:
         p.error("give two or more --variant")
     unknown = [name for name, spec in variants if set(spec) - VARIANT_KEYS]

@@ -34,3 +34,11 @@ def test_unknown_variant_keys_are_refused_before_anything_is_built():
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "variants ['b']: the keys are overrides, compiler_options and unrolled_rates" in result.stderr
+
+
+def test_a_variant_that_is_not_a_json_object_is_refused_by_name():
+    for spec, reason in (("{unroll", "is not JSON"), ("[1]", "is not a JSON object")):
+        result = subprocess.run([sys.executable, str(SCRIPT), "--variant", "a", "{}", "--variant", "b", spec],
+                                capture_output=True, text=True)
+        assert result.returncode == 2
+        assert f"variant 'b': {spec!r} {reason}" in result.stderr
