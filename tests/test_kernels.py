@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 
 from sepjax.models import build_model, get_config
-from sepjax.models.sepreformer.blocks import RelativePositionKeys
 from sepjax.nn.dropout import dropout
 from sepjax.nn.kernels.attention import head_major_attention
 from sepjax.nn.kernels.projection import project
-from sepjax.nn.kernels.relative_bias import relative_bias
 from sepjax.nn.kernels.sine import fast_sin, snake
 from sepjax.nn.snake import snake_reference
 from sepjax.train.step import training_forward
@@ -137,32 +135,6 @@ def test_project_in_bfloat16_keeps_the_dtype(key):
     assert project(x, weight).dtype == d_x.dtype == d_weight.dtype == jnp.bfloat16
     np.testing.assert_allclose(d_weight.astype(jnp.float32), jnp.broadcast_to(jnp.sum(x.astype(jnp.float32), 0),
                                                                                (24, 8)), rtol=2e-2, atol=2e-2)
-
-
-@pytest.mark.parametrize("seq", [1, 2, 9])
-def test_relative_bias_from_offset_keys_matches_the_per_pair_einsum_and_its_gradients(key, seq):
-    # max_offset 3 < seq − 1 for seq 9: the clamped offsets share their keys, as in a long input.
-    positions = RelativePositionKeys(4, max_offset=3, key=key)
-    q = jax.random.normal(jax.random.fold_in(key, 1), (2, seq, 3, 4))
-    weights = jax.random.normal(jax.random.fold_in(key, 2), (2, 3, seq, seq))
-
-    def reference(q, table):
-        keys = eqx.tree_at(lambda p: p.table, positions, table)(seq)
-        return jnp.einsum("bthd,tsd->bhts", q, keys)
-
-    def fast(q, table):
-        return relative_bias(q, eqx.tree_at(lambda p: p.table, positions, table).by_offset(seq))
-
-    np.testing.assert_allclose(fast(q, positions.table), reference(q, positions.table), rtol=1e-5, atol=1e-5)
-    grads = [jax.grad(lambda q, t, f=f: jnp.sum(f(q, t) * weights), argnums=(0, 1))(q, positions.table)
-             for f in (fast, reference)]
-    for got, want in zip(*grads, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
-def test_relative_bias_rejects_keys_for_another_length(key):
-    with pytest.raises(ValueError, match="5 offset keys for a sequence of 4; expected 7"):
-        relative_bias(jnp.zeros((4, 2, 3)), jnp.zeros((5, 3)))
 
 
 def test_dual_path_model_with_cpu_fast_kernels_equals_the_reference_model(key):

@@ -22,7 +22,6 @@ from sepjax.nn.attention import AttentionImpl, MultiHeadAttention
 from sepjax.nn.depthwise import DepthwiseConv
 from sepjax.nn.dropout import dropout
 from sepjax.nn.kernels import Kernels
-from sepjax.nn.kernels.relative_bias import relative_bias
 from sepjax.nn.keys import split_keys
 from sepjax.nn.linear import linear
 from sepjax.nn.norm import LayerNorm
@@ -41,34 +40,17 @@ class RelativePositionKeys(eqx.Module):
         self.max_offset = max_offset
 
     def __call__(self, length: int) -> Float[Array, "length length head_dim"]:
-        """The key of every (query i, key j) pair's offset i − j."""
         positions = jnp.arange(length)
         offsets = jnp.clip(positions[:, None] - positions[None, :], -self.max_offset, self.max_offset - 1)
         return self.table[offsets + self.max_offset]
 
-    def by_offset(self, length: int) -> Float[Array, "offsets head_dim"]:
-        """The keys of the offsets −(length − 1) … length − 1, in order: what `kernels.relative_bias` reads."""
-        offsets = jnp.clip(jnp.arange(1 - length, length), -self.max_offset, self.max_offset - 1)
-        return self.table[offsets + self.max_offset]
 
-
-RelativeKeys = Float[Array, "seq seq head_dim"] | Float[Array, "offsets head_dim"]
-"""Relative-position keys for a sequence: one per (query, key) pair (`RelativePositionKeys.__call__`), or one
-per offset (`RelativePositionKeys.by_offset`, which `kernels="cpu_fast"` models pass)."""
-
-
-def keyed_length(keys: RelativeKeys) -> int:
-    """The sequence length that `keys` (either form) are for."""
-    return keys.shape[0] if keys.ndim == 3 else (keys.shape[0] + 1) // 2
-
-
-def relative_positions(keys: RelativeKeys):
+def relative_positions(keys: Float[Array, "seq seq head_dim"]):
     """`MultiHeadAttention`'s positional scheme for learned relative keys: the score bias q·p[i−j] / √d."""
 
     def scheme(q, k):
-        per_pair = keys.ndim == 3
-        bias = jnp.einsum("bthd,tsd->bhts", q, keys.astype(q.dtype)) if per_pair else relative_bias(q, keys)
-        return q, k, bias * (1.0 / float(q.shape[-1]) ** 0.5)
+        bias = jnp.einsum("bthd,tsd->bhts", q, keys.astype(q.dtype)) * (1.0 / float(q.shape[-1]) ** 0.5)
+        return q, k, bias
 
     return scheme
 
@@ -89,7 +71,7 @@ class PreNormAttention(eqx.Module):
         self.scale = jnp.full(dim, layer_scale_init, dtype=jnp.float32)
         self.dropout = eqx.nn.Dropout(dropout)
 
-    def __call__(self, x: Float[Array, "*batch seq dim"], relative_keys: RelativeKeys | None
+    def __call__(self, x: Float[Array, "*batch seq dim"], relative_keys: Float[Array, "seq seq head_dim"] | None
                  = None, *, inference: bool, key: PRNGKeyArray | None = None) -> Float[Array, "*batch seq dim"]:
         k_attn, k_out = split_keys(key)
         positions = None if relative_keys is None else relative_positions(relative_keys)
@@ -147,10 +129,10 @@ class EfficientGlobalAttention(eqx.Module):
         self.gate = eqx.nn.Linear(dim, dim, key=k_gate)
         self.kernels = kernels
 
-    def __call__(self, x: Float[Array, "time dim"], positions: RelativeKeys, *,
+    def __call__(self, x: Float[Array, "time dim"], positions: Float[Array, "pooled pooled head_dim"], *,
                  inference: bool, key: PRNGKeyArray | None = None) -> Float[Array, "time dim"]:
         time, dim = x.shape
-        pooled_length = keyed_length(positions)
+        pooled_length = positions.shape[0]
         if time % pooled_length:
             raise ValueError(f"stage length {time} is not a multiple of the bottleneck length {pooled_length}")
         span = time // pooled_length
@@ -170,7 +152,7 @@ class GlobalBlock(eqx.Module):
                                             impl=impl, kernels=kernels, key=k_ega)
         self.gcfn = GCFN(dim, dropout=dropout, layer_scale_init=layer_scale_init, kernels=kernels, key=k_gcfn)
 
-    def __call__(self, x: Float[Array, "time dim"], positions: RelativeKeys, *,
+    def __call__(self, x: Float[Array, "time dim"], positions: Float[Array, "pooled pooled head_dim"], *,
                  inference: bool, key: PRNGKeyArray | None = None) -> Float[Array, "time dim"]:
         k_ega, k_gcfn = split_keys(key)
         x = self.ega(x, positions, inference=inference, key=k_ega)

@@ -109,8 +109,7 @@ class SepReformerNetwork(eqx.Module):
         unit = 2**r
         padded = -(-frames // unit) * unit
         h = jnp.pad(h, [(0, padded - frames), (0, 0)])
-        pooled = padded // unit
-        positions = net.positions.by_offset(pooled) if c.kernels == "cpu_fast" else net.positions(pooled)
+        positions = net.positions(padded // unit)
 
         skips = []
         for i, (stage, k) in enumerate(zip(net.enc_stages, split_keys(k_enc, r), strict=True)):

@@ -9,8 +9,6 @@ gradients against the reference. The default, `kernels="reference"`, builds the 
 - `attention.head_major_attention`: softmax attention in head-major layout with a hand-written backward, with an
   optional score bias and dropout of the weights (reference: `jax.nn.dot_product_attention`, or with dropout the
   einsum-softmax-einsum path, in `sepjax.nn.attention.MultiHeadAttention`).
-- `relative_bias.relative_bias`: the relative-position score bias from one key per offset, by Transformer-XL's
-  relative shift (reference: the per-pair einsum in `sepjax.models.sepreformer.blocks.relative_positions`).
 - `sine.snake`: SNAKE with a range-reduced polynomial sine and a hand-written JVP (reference:
   `sepjax.nn.snake.snake_reference`).
 """
