@@ -2,7 +2,8 @@
 
 `jax.random.bernoulli` spends a whole Threefry-2x32 block (20 rounds) on every element, and each dropout site
 compiles to its own large Threefry loop (docs/performance.md has what that costs SepReformer-T's train step).
-Here the key buys two 32-bit seed words (one Threefry block), and every element's bits are two rounds of the
+Here the key buys two 32-bit seed words (one Threefry block; the train step's keys are `sepjax.nn.hashed_keys`,
+whose words cost two hashes), and every element's bits are two rounds of the
 `lowbias32` integer hash (from C. Wellons' "hash prospector" search) of its flat index mixed with those words:
 about twenty integer operations per element, the same graph on every backend. Dropout needs
 independent fair coins, not cryptographic ones; `tests/test_dropout.py` checks the keep rate, the independence
@@ -16,7 +17,7 @@ from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
 
-def _lowbias32(x: Array) -> Array:
+def lowbias32(x: Array) -> Array:
     x = x ^ (x >> 16)
     x = x * np.uint32(0x7FEB352D)
     x = x ^ (x >> 15)
@@ -29,9 +30,11 @@ def uniform_bits(key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
     size = int(np.prod(shape, dtype=np.int64))
     if size > 2**32:
         raise ValueError(f"uniform_bits: {size} elements exceed the 32-bit index")
-    seed = jax.random.bits(key, (2,), jnp.uint32)
+    # The barrier keeps the seed words one computed pair: without it XLA fuses their derivation from the key
+    # (a chain of hashes for `sepjax.nn.hashed_keys`' keys) into the loop over every element.
+    seed = lax.optimization_barrier(jax.random.bits(key, (2,), jnp.uint32))
     index = lax.iota(jnp.uint32, size).reshape(shape)
-    return _lowbias32(_lowbias32(index ^ seed[0]) + seed[1])
+    return lowbias32(lowbias32(index ^ seed[0]) + seed[1])
 
 
 def keep_mask(key: PRNGKeyArray, shape: tuple[int, ...], rate: float) -> Array:

@@ -16,6 +16,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from sepjax.losses import CompositeLossConfig, aux_loss_weight, multi_loss
 from sepjax.models.base import Separator, trainable
+from sepjax.nn.hashed_keys import hashed
 from sepjax.nn.stateful_norm import BATCH_AXIS
 from sepjax.train.state import Batch, TrainState
 
@@ -108,7 +109,8 @@ def _donating_steps(batches: Batch, state: TrainState, optimizer: optax.Gradient
 
 def _update(batch: Batch, state: TrainState, optimizer: optax.GradientTransformation,
             loss_config: CompositeLossConfig, ema_decay: float) -> tuple[TrainState, dict[str, Array]]:
-    key = state.step_key() if state.model.config.dropout > 0 else None
+    # The model splits this step's key down to every dropout site: hashed keys split without Threefry's loops.
+    key = hashed(state.step_key()) if state.model.config.dropout > 0 else None
     params, frozen = eqx.partition(state.model, trainable(state.model))
 
     def loss_of(p):
