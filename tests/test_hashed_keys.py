@@ -90,6 +90,16 @@ def test_bits_of_every_width_are_uniform_bytes(dtype):
     assert abs(uniform.mean() - 0.5) < 6 * np.sqrt(1 / 12 / N)
 
 
+def test_64_bit_words_join_two_32_bit_words():
+    """With 64-bit types on, element i's word is the 32-bit stream's words i and size + i, high then low."""
+    key = hashed_key(3)
+    with jax.enable_x64(True):
+        wide = np.asarray(jax.random.bits(key, (5,), jnp.uint64))
+        narrow = np.asarray(jax.random.bits(key, (10,), jnp.uint32)).astype(np.uint64)
+    assert wide.dtype == np.uint64
+    np.testing.assert_array_equal(wide, (narrow[:5] << np.uint64(32)) | narrow[5:])
+
+
 def test_hashed_keeps_the_key_words_and_works_batched():
     raw = jax.random.PRNGKey(5)
     np.testing.assert_array_equal(jax.random.key_data(hashed(raw)), raw)

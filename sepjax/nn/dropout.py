@@ -25,6 +25,11 @@ def lowbias32(x: Array) -> Array:
     return x ^ (x >> 16)
 
 
+def seeded_hash(index: Array, seed: Array) -> Array:
+    """Two rounds of `lowbias32` of uint32 `index` mixed with the two seed words `seed`."""
+    return lowbias32(lowbias32(index ^ seed[0]) + seed[1])
+
+
 def uniform_bits(key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
     """32 pseudo-random bits per element of `shape` (at most 2³² elements), a function of `key` and the index."""
     size = int(np.prod(shape, dtype=np.int64))
@@ -34,7 +39,7 @@ def uniform_bits(key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
     # (a chain of hashes for `sepjax.nn.hashed_keys`' keys) into the loop over every element.
     seed = lax.optimization_barrier(jax.random.bits(key, (2,), jnp.uint32))
     index = lax.iota(jnp.uint32, size).reshape(shape)
-    return lowbias32(lowbias32(index ^ seed[0]) + seed[1])
+    return seeded_hash(index, seed)
 
 
 def keep_mask(key: PRNGKeyArray, shape: tuple[int, ...], rate: float) -> Array:

@@ -27,7 +27,7 @@ from jax import lax
 from jax.extend.random import define_prng_impl
 from jaxtyping import Array
 
-from sepjax.nn.dropout import lowbias32
+from sepjax.nn.dropout import lowbias32, seeded_hash
 
 SPLIT_TWEAKS = (np.uint32(0x9E3779B9), np.uint32(0x7F4A7C15))
 FOLD_TWEAKS = (np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35))
@@ -59,7 +59,7 @@ def _fold_in(key: Array, data: Array) -> Array:
 def _bits32(key: Array, count: int) -> Array:
     if count > 2**32:
         raise ValueError(f"hashed keys draw at most 2³² words per call, not {count}")
-    return lowbias32(lowbias32(lax.iota(jnp.uint32, count) ^ key[0]) + key[1])
+    return seeded_hash(lax.iota(jnp.uint32, count), key)
 
 
 def _random_bits(key: Array, bit_width: int, shape: tuple[int, ...]) -> Array:
