@@ -167,6 +167,15 @@ def test_train_step_compiles_with_the_cpu_options_unless_xla_flags_set_the_level
     assert _donating_step.jitted() is _donating_step.plain
 
 
+def test_this_jaxlib_accepts_every_cpu_compiler_option():
+    from sepjax.train.step import CPU_COMPILER_OPTIONS
+
+    # XLA refuses an option it does not know, or an enum value it does not have, when it compiles.
+    x = jnp.arange(8.0)
+    compiled = jax.jit(lambda v: jnp.sin(v) * 2, compiler_options=CPU_COMPILER_OPTIONS).lower(x).compile()
+    np.testing.assert_allclose(compiled(x), np.sin(np.arange(8.0)) * 2, rtol=1e-6)
+
+
 def test_flat_optimizer_matches_optax_chain_on_the_parameter_tree():
     from sepjax.train.config import OptimConfig
     from sepjax.train.optim import build_optimizer
