@@ -4,12 +4,12 @@ XLA:CPU allocates each step's temporaries with `malloc`. glibc serves large bloc
 unmaps them on `free`, so every step pays page faults and kernel zero-filling for its whole working
 set. With one arena, no `mmap` for large blocks and no trimming, freed blocks stay in the heap and the next
 step reuses them. Compiles take longer (one arena for all compiler threads) and the process keeps its peak
-resident memory, so it pays for long CPU runs, not for compile-bound ones (tests, notebooks), and is off
-unless `SEPJAX_KEEP_HOST_MEMORY=1`.
+resident memory. It sped up the dual-path model's one-step calls, but SepReformer-T's step ran no faster with
+it, though its page faults stopped, so it is off unless `SEPJAX_KEEP_HOST_MEMORY=1`.
 
 The lighter alternative: glibc (2.35+) backs its large blocks with transparent huge pages, so the same
 working set faults in 2 MiB pages instead of 4 KiB ones, freed memory still goes back to the system and
-compile times stay the same. glibc reads GLIBC_TUNABLES when a process starts, so it goes into a process's
+compile times stay the same; SepReformer-T's step ran 7-12% faster. glibc reads GLIBC_TUNABLES when a process starts, so it goes into a process's
 environment before it starts: `make demo` sets it, and `with_huge_pages` builds such an environment for
 subprocesses (the benchmark's `--huge-pages`). docs/performance.md has the measured effect of both.
 """
