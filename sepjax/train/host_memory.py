@@ -9,9 +9,10 @@ it, though its page faults stopped, so it is off unless `SEPJAX_KEEP_HOST_MEMORY
 
 The lighter alternative: glibc (2.35+) backs its large blocks with transparent huge pages, so the same
 working set faults in 2 MiB pages instead of 4 KiB ones, freed memory still goes back to the system and
-compile times stay the same; SepReformer-T's step ran 7-12% faster. glibc reads GLIBC_TUNABLES when a process starts, so it goes into a process's
-environment before it starts: `make demo` sets it, and `with_huge_pages` builds such an environment for
-subprocesses (the benchmark's `--huge-pages`). docs/performance.md has the measured effect of both.
+compile times stay the same; SepReformer-T's step ran 7-12% faster. glibc reads GLIBC_TUNABLES when a
+process starts, so it goes into a process's environment before it starts: `make demo` sets it, and
+`with_huge_pages` builds such an environment for subprocesses (the benchmark's `--huge-pages`).
+docs/performance.md has the measured effect of both.
 """
 
 import ctypes
