@@ -30,8 +30,8 @@ print(json.dumps({"applied": applied, "faults": resource.getrusage(resource.RUSA
 """
 
 
-# SepReformer-T's train step frees about 9.6 GB of temporaries a step: more than the 2 GiB an int-sized trim
-# threshold can hold. The block is never touched, so only address space is reserved, never memory.
+# A step's temporaries can outgrow the 2 GiB an int-sized trim threshold holds (SepReformer-T's step faults in
+# 9.6 GB a step). The block is never touched, so only address space is reserved, never memory.
 LARGE_BLOCK_PROBE = """
 import ctypes, json
 from sepjax.train.host_memory import keep_host_memory

@@ -58,7 +58,7 @@ def keep_host_memory(force: bool = False) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # A trim threshold of -1 (SIZE_MAX inside glibc) disables trimming, as mallopt(3) documents: any finite
-    # threshold an int can carry (under 2 GiB) would still return a larger step's temporaries to the system.
+    # threshold an int can carry (under 2 GiB) would still return any larger freed block to the system.
     settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))
     return all(mallopt(param, value) == 1 for param, value in settings)
 
