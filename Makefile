@@ -20,9 +20,8 @@ $(STAMP): pyproject.toml requirements-onnx.txt
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
-# glibc's malloc on transparent huge pages: XLA:CPU's per-step buffers fault in 2 MiB pages (sepjax/train/host_memory.py).
 demo: $(STAMP)
-	GLIBC_TUNABLES=$(if $(GLIBC_TUNABLES),$(GLIBC_TUNABLES):)glibc.malloc.hugetlb=1 $(BIN)/python experiments/demo.py
+	$(BIN)/python experiments/demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,8 @@ is that less the call's steps at the median step time.
     python benchmarks/train_step.py --model sepreformer-b --remat   # B's activations need remat in 24 GiB
     python benchmarks/train_step.py --compare-seed --keep-host-memory   # both under sepjax.train.host_memory
     python benchmarks/train_step.py --compare-seed --huge-pages   # both with glibc's malloc on huge pages
+    python benchmarks/train_step.py --model sepreformer-t --compare-official CHECKOUT --sepjax-huge-pages
+        # sepjax on huge pages where `sepjax train` puts itself on them, the official code as it starts
     python benchmarks/train_step.py --compare-seed --steps-per-call 8   # sepjax's train_steps: 8 steps per call
     python benchmarks/train_step.py --model sepreformer-t --profile trace/ --cost-analysis   # where the time goes
     python benchmarks/train_step.py --model sepreformer-t --compare-official ~/src/SepReformer   # the official code
@@ -75,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--huge-pages", action="store_true",
                    help="run both implementations with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
                         "(sepjax.train.host_memory)")
+    p.add_argument("--sepjax-huge-pages", action="store_true",
+                   help="run sepjax as `sepjax train` runs itself: on huge pages where its relaunch applies them "
+                        "(CPU only, glibc 2.35+, transparent huge pages); the other implementation as it starts")
     p.add_argument("--compare-seed", action="store_true")
     p.add_argument("--seed-script", type=Path, default=SEED_SCRIPT, help="the tutorial's code (see the docstring)")
     p.add_argument("--compare-official", type=Path, default=None, metavar="CHECKOUT",
@@ -243,6 +248,15 @@ def last_json(cmd: list[str], env: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def process_environments(args: argparse.Namespace, environ) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments of sepjax's processes and of the implementation it is compared with."""
+    from sepjax.train.host_memory import accelerator_installed, transparent_huge_pages_usable, with_huge_pages
+
+    others = with_huge_pages(environ) if args.huge_pages else dict(environ)
+    as_trained = args.sepjax_huge_pages and transparent_huge_pages_usable() and not accelerator_installed()
+    return (with_huge_pages(environ) if as_trained else others), others
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.worker:
@@ -267,16 +281,15 @@ def main(argv=None) -> dict:
     if args.compare_seed and not args.seed_script.exists():
         raise SystemExit(f"--compare-seed needs the tutorial's code at {args.seed_script}; pass --seed-script")
     official_cmd = official_command(args) if args.compare_official is not None else None
-    from sepjax.train.host_memory import with_huge_pages
-
-    env = with_huge_pages(os.environ) if args.huge_pages else dict(os.environ)
+    ours_env, env = process_environments(args, os.environ)
+    sepjax_on_huge_pages = ours_env.get("GLIBC_TUNABLES") != env.get("GLIBC_TUNABLES") or args.huge_pages
     ours, seed, official = [], [], []
     for r in range(args.rounds):
         # The MACs and the cost analysis need one more compile each, and the trace one more step: first round only.
         first_round_only = [*(["--macs"] if is_paper_model(args.model) else []),
                             *(["--profile", str(args.profile)] if args.profile is not None else []),
                             *(["--cost-analysis"] if args.cost_analysis else [])]
-        ours.append(last_json(ours_cmd + (first_round_only if r == 0 else []), env))
+        ours.append(last_json(ours_cmd + (first_round_only if r == 0 else []), ours_env))
         print(f"round {r + 1}: sepjax {ours[-1]['segments_per_s']} seg/s", end="", flush=True)
         if args.compare_seed:
             seed.append(last_json(seed_cmd, env))
@@ -295,6 +308,7 @@ def main(argv=None) -> dict:
     internal = ("worker", "compare_seed", "seed_script", "profile", "compare_official", "official_python")
     result = {"config": {k: v for k, v in vars(args).items() if k not in internal},
               "params": ours[0]["params"], "device": ours[0]["device"], "sepjax": summary(ours)}
+    result["sepjax"]["huge_pages"] = bool(sepjax_on_huge_pages)
     if "macs_per_second" in ours[0]:
         result["params_without_aux"] = ours[0]["params_without_aux"]
         result["macs_per_second"] = ours[0]["macs_per_second"]

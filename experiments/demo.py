@@ -28,7 +28,7 @@ from sepjax.inference.evaluate import evaluate  # noqa: E402
 from sepjax.inference.pretrained import shipped_bundles  # noqa: E402
 from sepjax.inference.separate import BatchedModel, InferenceConfig, separate_array  # noqa: E402
 from sepjax.inference.separate_files import OutputOptions, separate_file  # noqa: E402
-from sepjax.train.host_memory import keep_host_memory  # noqa: E402
+from sepjax.train.host_memory import keep_host_memory, relaunch_on_huge_pages  # noqa: E402
 from sepjax.train.loop import replace, train  # noqa: E402
 
 SHIPPED = "chorales-satb"
@@ -58,6 +58,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=CONFIG.train.steps)
     p.add_argument("--out", type=Path, default=Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
     args = p.parse_args()
+    relaunch_on_huge_pages()
     keep_host_memory()
     start = time.perf_counter()
 

@@ -509,9 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from sepjax.errors import UserError
-    from sepjax.train.host_memory import keep_host_memory
+    from sepjax.train.host_memory import keep_host_memory, relaunch_on_huge_pages
 
     args = build_parser().parse_args(argv)
+    if argv is None and args.func is cmd_train:  # a program started for a long run, not a call from Python
+        relaunch_on_huge_pages()
     keep_host_memory()
     try:
         return args.func(args)

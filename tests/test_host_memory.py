@@ -1,14 +1,20 @@
-"""sepjax.train.host_memory: with its glibc settings a freed large block is reused, or faulted in huge pages."""
+"""sepjax.train.host_memory: with its glibc settings a freed large block is reused, or faulted in huge pages; a
+program relaunches itself on huge pages only from its entry point."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from sepjax.train.host_memory import accelerator_installed, with_huge_pages
+from sepjax.train import host_memory
+from sepjax.train.host_memory import (
+    accelerator_installed,
+    glibc_version,
+    huge_pages_relaunch,
+    transparent_huge_pages_usable,
+    with_huge_pages,
+)
 
 PROBE = """
 import ctypes, json, resource
@@ -67,14 +73,6 @@ def test_kept_heap_memory_is_reused_without_page_faults():
     assert kept["faults"] < pages // 20, kept
 
 
-def glibc_version() -> tuple[int, ...] | None:
-    try:
-        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
-    except (ValueError, AttributeError, OSError):
-        return None
-    return tuple(map(int, version.split(".")[:2])) if name == "glibc" else None
-
-
 @pytest.mark.skipif((glibc_version() or (0,)) < (2, 33), reason="mallinfo2 is glibc 2.33+")
 def test_kept_heap_holds_a_freed_block_larger_than_2_gib():
     default, kept = probe("0", script=LARGE_BLOCK_PROBE), probe("1", script=LARGE_BLOCK_PROBE)
@@ -83,15 +81,6 @@ def test_kept_heap_holds_a_freed_block_larger_than_2_gib():
     assert not default["applied"] and kept["applied"]
     assert default["heap"] < 2**30  # glibc maps the block on its own and unmaps it on free
     assert kept["heap"] >= 3 * 2**30, kept  # freed, but kept for the next step instead of trimmed
-
-
-def transparent_huge_pages_usable() -> bool:
-    """Linux with THP not `never`, and glibc 2.35+ (the first with the malloc.hugetlb tunable)."""
-    try:
-        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return False
-    return "[never]" not in thp and (glibc_version() or (0,)) >= (2, 35)
 
 
 @pytest.mark.skipif(not transparent_huge_pages_usable(), reason="needs transparent huge pages and glibc >= 2.35")
@@ -110,3 +99,113 @@ def test_with_huge_pages_keeps_other_tunables_and_replaces_its_own():
 def test_jax_platforms_cpu_counts_as_cpu_only(monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     assert not accelerator_installed()
+
+
+RELAUNCHED = """
+import json, os, sys
+from sepjax.train.host_memory import relaunch_on_huge_pages
+print(json.dumps({"pid": os.getpid(), "tunables": os.environ.get("GLIBC_TUNABLES")}), flush=True)
+relaunch_on_huge_pages()
+print(json.dumps({"pid": os.getpid(), "tunables": os.environ.get("GLIBC_TUNABLES"), "argv": sys.argv[1:],
+                  "kept": os.environ.get("KEPT")}))
+"""
+
+
+@pytest.mark.skipif(not transparent_huge_pages_usable(), reason="needs transparent huge pages and glibc >= 2.35")
+def test_a_program_relaunches_itself_once_on_huge_pages_keeping_pid_arguments_and_environment(tmp_path):
+    script = tmp_path / "program.py"
+    script.write_text(RELAUNCHED)
+    env = {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "KEPT": "yes",
+           "GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}
+    out = subprocess.run([sys.executable, str(script), "--steps", "3"], capture_output=True, text=True, env=env,
+                         check=True)
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    # The first process prints once and is replaced; the relaunched one prints twice and does not relaunch again.
+    assert [line["tunables"] for line in lines] == ["glibc.malloc.arena_max=4"] + 2 * [
+        "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"]
+    assert len({line["pid"] for line in lines}) == 1
+    assert lines[-1]["argv"] == ["--steps", "3"] and lines[-1]["kept"] == "yes"
+
+
+@pytest.fixture
+def huge_pages_possible(monkeypatch):
+    monkeypatch.setattr(host_memory, "transparent_huge_pages_usable", lambda: True)
+    monkeypatch.setattr(host_memory, "accelerator_installed", lambda: False)
+
+
+def test_relaunch_reruns_the_same_command_line_with_the_tunable_added(huge_pages_possible, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    argv, env = huge_pages_relaunch({"HOME": "/x"}, ["python3", "-X", "dev", str(script), "--a", "1"], str(script))
+    assert argv == [sys.executable, "-X", "dev", str(script), "--a", "1"]
+    assert env == {"HOME": "/x", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+
+
+@pytest.mark.parametrize("env, script", [
+    ({"SEPJAX_HUGE_PAGES": "0"}, "FILE"),  # the opt-out
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "FILE"),  # the user's own choice
+    ({"PYTEST_CURRENT_TEST": "test_x.py::test"}, "FILE"),
+    ({}, "-c"),  # python -c CODE cannot be started again from its arguments
+    ({}, "-"),  # nor a program read from standard input
+])
+def test_relaunch_leaves_the_process_as_it_is(huge_pages_possible, tmp_path, env, script):
+    path = tmp_path / "train.py"
+    path.write_text("")
+    script = str(path) if script == "FILE" else script
+    assert huge_pages_relaunch(env, ["python3", script], script) is None
+
+
+def test_relaunch_needs_huge_pages_and_no_accelerator(monkeypatch, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("")
+    monkeypatch.setattr(host_memory, "accelerator_installed", lambda: True)
+    monkeypatch.setattr(host_memory, "transparent_huge_pages_usable", lambda: True)
+    assert huge_pages_relaunch({}, ["python3", str(script)], str(script)) is None
+    monkeypatch.setattr(host_memory, "accelerator_installed", lambda: False)
+    monkeypatch.setattr(host_memory, "transparent_huge_pages_usable", lambda: False)
+    assert huge_pages_relaunch({}, ["python3", str(script)], str(script)) is None
+
+
+class Relaunched(Exception):
+    pass
+
+
+def test_only_a_started_program_relaunches_never_a_call_from_python(monkeypatch, tmp_path, capsys):
+    from sepjax.cli import main
+    from sepjax.train import cli as train_cli
+    from sepjax.train.config import ExperimentConfig
+
+    def relaunch():
+        raise Relaunched
+
+    monkeypatch.setattr(host_memory, "relaunch_on_huge_pages", relaunch)
+    monkeypatch.setattr(train_cli, "relaunch_on_huge_pages", relaunch)
+    missing = str(tmp_path / "missing.py")
+    assert main(["train", missing]) == 2  # a call with its arguments: the error, no relaunch
+    monkeypatch.setattr(sys, "argv", ["sepjax", "train", missing])
+    with pytest.raises(Relaunched):
+        main()
+    monkeypatch.setattr(sys, "argv", ["experiment.py", "--help"])
+    with pytest.raises(Relaunched):
+        train_cli.run_experiment(ExperimentConfig())
+
+
+def test_a_notebook_kernel_or_interactive_session_is_never_relaunched(huge_pages_possible, monkeypatch, tmp_path):
+    script = tmp_path / "ipykernel_launcher.py"
+    script.write_text("")
+
+    def execve(*args):
+        raise Relaunched
+
+    monkeypatch.setattr(host_memory.os, "execve", execve)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-m", "ipykernel_launcher"])
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    with pytest.raises(Relaunched):  # a program like this one would relaunch...
+        host_memory.relaunch_on_huge_pages()
+    monkeypatch.setitem(sys.modules, "IPython", object())
+    host_memory.relaunch_on_huge_pages()  # ...but not inside a kernel
+    monkeypatch.delitem(sys.modules, "IPython")
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
+    host_memory.relaunch_on_huge_pages()

@@ -11,10 +11,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from official_train_step import model_file  # noqa: E402
-from train_step import official_command, parse_args  # noqa: E402
+from train_step import official_command, parse_args, process_environments  # noqa: E402
 
 from sepjax.models import get_config  # noqa: E402
 from sepjax.models.sepreformer.official import official_model_section  # noqa: E402
+from sepjax.train import host_memory  # noqa: E402
 
 
 @pytest.fixture
@@ -98,3 +99,18 @@ def test_comparisons_that_would_not_compare_are_refused(checkout, capsys, argv, 
     with pytest.raises(SystemExit):
         parse_args([*argv, "--compare-official", str(checkout)])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("usable", [True, False])
+def test_sepjax_huge_pages_runs_sepjax_as_sepjax_train_runs_itself_and_the_other_side_as_it_starts(
+        monkeypatch, usable):
+    monkeypatch.setattr(host_memory, "transparent_huge_pages_usable", lambda: usable)
+    monkeypatch.setattr(host_memory, "accelerator_installed", lambda: False)
+    environ = {"HOME": "/x", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    ours, others = process_environments(parse_args(["--sepjax-huge-pages"]), environ)
+    assert others == environ
+    expected = "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1" if usable else "glibc.malloc.arena_max=2"
+    assert ours == {"HOME": "/x", "GLIBC_TUNABLES": expected}
+    ours, others = process_environments(parse_args(["--huge-pages"]), environ)
+    assert ours == others == {"HOME": "/x", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+    assert process_environments(parse_args([]), environ) == (environ, environ)

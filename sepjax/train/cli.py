@@ -9,7 +9,7 @@ import tyro
 from sepjax.errors import InputError, MissingInputError
 from sepjax.train.compile_cache import compile_cache
 from sepjax.train.config import ExperimentConfig
-from sepjax.train.host_memory import keep_host_memory
+from sepjax.train.host_memory import keep_host_memory, relaunch_on_huge_pages
 from sepjax.train.loop import TrainResult, train
 
 
@@ -22,6 +22,8 @@ def parse(default: ExperimentConfig, args: list[str] | None = None, description:
 
 def run_experiment(default: ExperimentConfig, args: list[str] | None = None, description: str | None = None
                    ) -> TrainResult:
+    if args is None:  # an experiment file run as a program: its own command line
+        relaunch_on_huge_pages()
     config = parse(default, args, description)
     keep_host_memory()
     with compile_cache(config.train.compile_cache):
