@@ -9,7 +9,7 @@ it, though its page faults stopped, so it is off unless `SEPJAX_KEEP_HOST_MEMORY
 
 The lighter alternative: glibc (2.35+) backs its large blocks with transparent huge pages, so the same
 working set faults in 2 MiB pages instead of 4 KiB ones, freed memory still goes back to the system and
-compile times stay the same; SepReformer-T's step ran 7-12% faster. glibc reads GLIBC_TUNABLES only when a
+compile times stay the same; SepReformer-T's step ran 6-18% faster. glibc reads GLIBC_TUNABLES only when a
 process starts, so `relaunch_on_huge_pages` re-executes a program under it: `sepjax train` and the experiment
 files do that first thing on a CPU-only machine (`SEPJAX_HUGE_PAGES=0`, or any `glibc.malloc.hugetlb` value in
 GLIBC_TUNABLES, leaves the process as it started). `with_huge_pages` builds such an environment for
