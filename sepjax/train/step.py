@@ -62,13 +62,10 @@ def train_steps(optimizer: optax.GradientTransformation, state: TrainState, batc
     return _donating_steps(batches, state, optimizer, loss_config, ema_decay)
 
 
-CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE",
-                        "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE"}
 """XLA:CPU compiles the train step with LLVM at optimisation level 1 instead of its default 3, and with XLA:CPU's
-fast-compile preset: each took SepReformer-T's compile down by 10-15% and left its step no slower. With XLA:CPU's
-memory-optimised scheduler (operations ordered to keep fewer temporaries alive at once), SepReformer-T's step
-took 0.968 of the default scheduler's (docs/performance.md).
-Other backends keep their defaults, and a level set in `XLA_FLAGS` wins."""
+fast-compile preset: each took SepReformer-T's compile down by 10-15% and left its step no slower
+(docs/performance.md). Other backends keep their defaults, and a level set in `XLA_FLAGS` wins."""
 
 
 class _BackendJit:
