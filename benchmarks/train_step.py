@@ -282,7 +282,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--compare-seed needs the tutorial's code at {args.seed_script}; pass --seed-script")
     official_cmd = official_command(args) if args.compare_official is not None else None
     ours_env, env = process_environments(args, os.environ)
-    sepjax_on_huge_pages = ours_env.get("GLIBC_TUNABLES") != env.get("GLIBC_TUNABLES") or args.huge_pages
+    sepjax_on_huge_pages = "glibc.malloc.hugetlb=1" in ours_env.get("GLIBC_TUNABLES", "").split(":")
     ours, seed, official = [], [], []
     for r in range(args.rounds):
         # The MACs and the cost analysis need one more compile each, and the trace one more step: first round only.
@@ -308,7 +308,7 @@ def main(argv=None) -> dict:
     internal = ("worker", "compare_seed", "seed_script", "profile", "compare_official", "official_python")
     result = {"config": {k: v for k, v in vars(args).items() if k not in internal},
               "params": ours[0]["params"], "device": ours[0]["device"], "sepjax": summary(ours)}
-    result["sepjax"]["huge_pages"] = bool(sepjax_on_huge_pages)
+    result["sepjax"]["huge_pages"] = sepjax_on_huge_pages
     if "macs_per_second" in ours[0]:
         result["params_without_aux"] = ours[0]["params_without_aux"]
         result["macs_per_second"] = ours[0]["macs_per_second"]

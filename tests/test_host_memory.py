@@ -209,3 +209,20 @@ def test_a_notebook_kernel_or_interactive_session_is_never_relaunched(huge_pages
     monkeypatch.delitem(sys.modules, "IPython")
     monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
     host_memory.relaunch_on_huge_pages()
+
+
+def test_a_relaunch_that_cannot_start_leaves_the_run_going_as_it_started(huge_pages_possible, monkeypatch,
+                                                                       tmp_path, capsys):
+    script = tmp_path / "train.py"
+    script.write_text("")
+
+    def execve(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(host_memory.os, "execve", execve)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, str(script)])
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    host_memory.relaunch_on_huge_pages()
+    assert "running without huge pages" in capsys.readouterr().err

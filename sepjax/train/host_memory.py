@@ -127,4 +127,7 @@ def relaunch_on_huge_pages() -> None:
     argv, env = plan
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, env)
+    try:
+        os.execve(argv[0], argv, env)
+    except OSError as err:  # the interpreter cannot be started again: the run goes on as it started
+        print(f"sepjax: running without huge pages ({argv[0]}: {err.strerror})", file=sys.stderr)
