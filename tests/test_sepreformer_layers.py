@@ -10,13 +10,14 @@ import pytest
 
 from sepjax.models.sepreformer.blocks import GCFN, EfficientGlobalAttention, PreNormAttention, RelativePositionKeys
 from sepjax.models.sepreformer.model import nearest_resize
+from sepjax.nn import depthwise
 from sepjax.nn.attention import MultiHeadAttention
 from sepjax.nn.depthwise import DepthwiseConv
 from sepjax.nn.norm import GroupNorm1
 
 
 @pytest.mark.parametrize(("kernel", "stride", "length"),
-                         [(3, 1, 50), (65, 1, 200), (5, 2, 64), (5, 2, 63), (17, 2, 63)])
+                         [(3, 1, 50), (65, 1, 200), (65, 1, 40), (9, 1, 128), (5, 2, 64), (5, 2, 63), (17, 2, 63)])
 def test_depthwise_conv_matches_eqx_grouped_conv(kernel, stride, length):
     conv = DepthwiseConv(8, kernel, stride=stride, key=jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (length, 8))
@@ -36,6 +37,21 @@ def test_depthwise_conv_matches_eqx_grouped_conv(kernel, stride, length):
     theirs = jax.grad(lambda c, v: loss(c, v, True), argnums=(0, 1))(conv, xs)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kernel", "length"), [(65, 200), (65, 64), (65, 30), (9, 1000), (129, 300)])
+def test_blocked_tap_gradient_is_the_correlation_of_input_and_gradient(kernel, length):
+    """The long kernels' taps gradient, Σ_t padded[i + t, c] · grad[t, c], against float64 NumPy, within the
+    float32 bound on a sum of `length` products: |error| ≤ length · ε · Σ_t |padded[i + t, c] · grad[t, c]|."""
+    channels = 6
+    rng = np.random.default_rng(kernel + length)
+    padded = rng.standard_normal((length + kernel - 1, channels)).astype(np.float32)
+    grad = rng.standard_normal((length, channels)).astype(np.float32)
+    products = np.stack([padded[i : i + length].astype(np.float64) * grad for i in range(kernel)], axis=1)
+    expected, magnitude = products.sum(axis=0).T, np.abs(products).sum(axis=0).T  # (channels, kernel)
+    got = np.asarray(depthwise._blocked_tap_gradient(jnp.asarray(padded), jnp.asarray(grad), kernel))
+    assert got.shape == (channels, kernel)
+    assert np.all(np.abs(got - expected) <= length * np.finfo(np.float32).eps * magnitude)
 
 
 def residual_sizes(f, x) -> list[int]:
