@@ -1,6 +1,7 @@
-"""The depthwise convolution's backward: the taps' gradient as one reduction per tap, as one grouped
-convolution, or as one batched matmul over blocks of time (`sepjax.nn.depthwise`, which picks by kernel
-length at `LONG_KERNEL`: per tap below it, the blocked matmul from it at stride 1).
+"""The depthwise convolution's backward: the taps' gradient as one reduction per tap, as the taps' stacked
+products reduced at once, as one grouped convolution, or as one batched matmul over blocks of time
+(`sepjax.nn.depthwise`, which picks by kernel length at `LONG_KERNEL`: the stacked products below it, the
+blocked matmul from it at stride 1).
 
     python benchmarks/depthwise.py
 
@@ -31,6 +32,11 @@ def per_tap(padded, grad, kernel, stride):
     return jnp.stack([jnp.einsum("tc,tc->c", padded[i : i + span : stride], grad) for i in range(kernel)], 1)
 
 
+def products(padded, grad, kernel, stride):
+    span = (grad.shape[0] - 1) * stride + 1
+    return jnp.sum(jnp.stack([padded[i : i + span : stride] * grad for i in range(kernel)]), axis=1).T
+
+
 def as_convolution(padded, grad, kernel, stride):
     taps = jax.lax.conv_general_dilated(padded[None], grad[:, None, :], window_strides=(1,), padding=[(0, 0)],
                                         rhs_dilation=(stride,), dimension_numbers=("NWC", "WIO", "NWC"),
@@ -58,7 +64,7 @@ def compiled_gradient(tap_gradient, x, taps, stride):
 
 def chosen(kernel: int, stride: int) -> str:
     if kernel < depthwise.LONG_KERNEL:
-        return "per_tap"
+        return "products"
     return "blocked" if stride == 1 else "convolution"
 
 
@@ -69,7 +75,7 @@ def main(repeats: int = 7) -> dict:
         for length, channels, kernel, stride in SHAPES:
             x = jax.random.normal(jax.random.PRNGKey(0), (2, length, channels))
             taps = jax.random.normal(jax.random.PRNGKey(1), (channels, kernel))
-            candidates = [("per_tap", per_tap), ("convolution", as_convolution)]
+            candidates = [("per_tap", per_tap), ("products", products), ("convolution", as_convolution)]
             if stride == 1:
                 candidates.append(("blocked", blocked))
             variants = {name: compiled_gradient(fn, x, taps, stride) for name, fn in candidates}

@@ -118,8 +118,8 @@ def test_attention_with_relative_positions_matches_numpy(with_positions):
     x = jax.random.normal(jax.random.PRNGKey(1), (10, 16))
     positions = RelativePositionKeys(4, 5, key=jax.random.PRNGKey(2))(10) if with_positions else None
     np.testing.assert_allclose(mha(x, positions, inference=True), _attention_reference(mha, x, positions), atol=1e-4)
-    batched = mha(jnp.stack([x, 2 * x]), inference=True)  # leading batch axes attend independently
-    np.testing.assert_allclose(batched[1], mha(2 * x, inference=True), atol=1e-5)
+    batched = mha(jnp.stack([x, 2 * x]), positions, inference=True)  # leading batch axes attend independently
+    np.testing.assert_allclose(batched[1], mha(2 * x, positions, inference=True), atol=1e-5)
 
 
 def test_attention_dropout_only_in_training_mode():

@@ -51,9 +51,9 @@ def depthwise_conv(x: Float[Array, "time channels"], taps: Float[Array, "channel
 
 LONG_KERNEL = 9
 """From this many taps the taps' gradient is one batched matmul over blocks of time (`_blocked_tap_gradient`;
-CLA's 65 taps: 2.5-2.9x faster forward and backward than with XLA:CPU's grouped convolution, which runs on
-Eigen's packed GEMM per channel); below it, one reduction per tap (3 and 5 taps, where the matmul's extra
-copies cost more than the reductions). `benchmarks/depthwise.py` measures all three (docs/performance.md)."""
+CLA's 65 taps: 2.7-3.5x faster forward and backward than XLA:CPU's grouped convolution, which runs on Eigen's
+packed GEMM); below it, the taps' products reduced over time at once (3 and 5 taps, where the matmul's extra
+copies cost more than the products). `benchmarks/depthwise.py` measures the variants (docs/performance.md)."""
 
 TAP_BLOCK = 64
 """Frames per block of `_blocked_tap_gradient` (at least kernel − 1): its matmul does (block + kernel − 1) /
@@ -85,8 +85,10 @@ def _blocked_tap_gradient(padded: Array, grad: Array, kernel: int) -> Array:
 def _tap_gradient(padded: Array, grad: Array, kernel: int, stride: int) -> Array:
     """d taps[c, i] = Σ_j padded[i + j·stride, c] · grad[j, c]."""
     if kernel < LONG_KERNEL:
+        # The taps' products as one stacked array, reduced over time at once: XLA:CPU fuses the shifted reads
+        # into the products, where one reduction per tap copies each shifted slice out first.
         span = (grad.shape[0] - 1) * stride + 1
-        return jnp.stack([jnp.einsum("tc,tc->c", padded[i : i + span : stride], grad) for i in range(kernel)], 1)
+        return jnp.sum(jnp.stack([padded[i : i + span : stride] * grad for i in range(kernel)]), axis=1).T
     if stride == 1:
         return _blocked_tap_gradient(padded, grad, kernel)
     # A grouped correlation of the padded input with the gradient (dilated by the stride) as its filter.

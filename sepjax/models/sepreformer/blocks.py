@@ -15,6 +15,7 @@ from collections.abc import Hashable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.nn.activation import Activation, ActivationKind, glu
@@ -46,11 +47,18 @@ class RelativePositionKeys(eqx.Module):
 
 
 def relative_positions(keys: Float[Array, "seq seq head_dim"]):
-    """`MultiHeadAttention`'s positional scheme for learned relative keys: the score bias q·p[i−j] / √d."""
+    """`MultiHeadAttention`'s positional scheme for learned relative keys: the score bias q·p[i−j] / √d.
+
+    The bias is one matmul per query position t, (batch·heads, d) × (d, seq), written with t as the batch axis
+    and (batch, heads) as the rows, so that its (t, batch, heads, seq) product reaches the scores' (batch,
+    heads, t, seq) layout by moving whole rows of `seq` scores. Written as an einsum, XLA:CPU lays the product
+    out as (t, seq, batch·heads) and transposes it element by element (docs/performance.md).
+    """
 
     def scheme(q, k):
-        bias = jnp.einsum("bthd,tsd->bhts", q, keys.astype(q.dtype)) * (1.0 / float(q.shape[-1]) ** 0.5)
-        return q, k, bias
+        by_position = jnp.swapaxes(q, 0, 1) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)  # (t, batch, heads, d)
+        bias = lax.dot_general(by_position, keys.astype(q.dtype), (((3,), (2,)), ((0,), (0,))))
+        return q, k, jnp.transpose(bias, (1, 2, 0, 3))  # (batch, heads, t, seq)
 
     return scheme
 
