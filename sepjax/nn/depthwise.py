@@ -51,7 +51,7 @@ def depthwise_conv(x: Float[Array, "time channels"], taps: Float[Array, "channel
 
 LONG_KERNEL = 9
 """From this many taps the taps' gradient is one batched matmul over blocks of time (`_blocked_tap_gradient`;
-CLA's 65 taps: 2.7-3.5x faster forward and backward than XLA:CPU's grouped convolution, which runs on Eigen's
+CLA's 65 taps: 2.5-2.9x faster forward and backward than XLA:CPU's grouped convolution, which runs on Eigen's
 packed GEMM); below it, the taps' products reduced over time at once (3 and 5 taps, where the matmul's extra
 copies cost more than the products). `benchmarks/depthwise.py` measures the variants (docs/performance.md)."""
 
