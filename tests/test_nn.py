@@ -103,6 +103,14 @@ def test_conv_encoder_and_decoder_match_equinox_convs(key, in_channels, kernel, 
     np.testing.assert_allclose(h, jax.nn.gelu(enc.conv(x).T), atol=1e-5)
     dec = ConvDecoder(6, in_channels, kernel, stride, key=jax.random.fold_in(key, 2))
     np.testing.assert_allclose(dec(h), dec.conv(h.T), atol=1e-5)
+    # The CPU kernel's projection: the same waveform, and the same gradients as autodiff of eqx's transposed conv.
+    fast = ConvDecoder(6, in_channels, kernel, stride, kernels="cpu_fast", key=jax.random.fold_in(key, 2))
+    np.testing.assert_allclose(fast(h), dec.conv(h.T), atol=1e-5)
+    cotangent = jax.random.normal(jax.random.fold_in(key, 3), dec.conv(h.T).shape)
+    ours = jax.grad(lambda d, v: jnp.sum(d(v) * cotangent), argnums=(0, 1))(fast, h)
+    theirs = jax.grad(lambda d, v: jnp.sum(d.conv(v.T) * cotangent), argnums=(0, 1))(fast, h)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("frames", [1, 15, 16, 17, 50])

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from sepjax.framing import frame, overlap_add
+from sepjax.nn.kernels import Kernels
+from sepjax.nn.kernels.projection import project
 
 
 class ConvEncoder(eqx.Module):
@@ -33,17 +35,28 @@ class ConvEncoder(eqx.Module):
 
 
 class ConvDecoder(eqx.Module):
-    """ConvTranspose1d(dim→out_channels, K, S); frames (L, dim) → waveform (channels, (L−1)S+K)."""
+    """ConvTranspose1d(dim→out_channels, K, S); frames (L, dim) → waveform (channels, (L−1)S+K).
+
+    Each frame's channels × K output samples are one projection of the frame, `h @ Wᵀ` with W of
+    (channels·K, dim), overlap-added. `kernels="cpu_fast"` takes that projection's weight gradient from
+    `kernels.projection.project`, which transposes the narrow (L, channels·K) gradient instead of the
+    (L, dim) frames.
+    """
 
     conv: eqx.nn.ConvTranspose1d
+    kernels: Kernels = eqx.field(static=True, default="reference")
 
     def __init__(self, dim: int, out_channels: int, kernel: int, stride: int, *, use_bias: bool = True,
-                 key: PRNGKeyArray):
+                 kernels: Kernels = "reference", key: PRNGKeyArray):
         self.conv = eqx.nn.ConvTranspose1d(dim, out_channels, kernel, stride=stride, use_bias=use_bias, key=key)
+        self.kernels = kernels
 
     def __call__(self, h: Float[Array, "frames dim"]) -> Float[Array, "channels time"]:
         # eqx's transposed conv is the transpose of a conv with the kernel flipped.
-        weight = jnp.flip(self.conv.weight, axis=-1).astype(h.dtype)
-        frames = jnp.einsum("ld,cdk->clk", h, weight)
+        weight = jnp.flip(self.conv.weight, axis=-1).astype(h.dtype)  # (channels, dim, K)
+        channels, dim, kernel = weight.shape
+        rows = jnp.swapaxes(weight, 1, 2).reshape(channels * kernel, dim)
+        samples = project(h, rows) if self.kernels == "cpu_fast" else h @ rows.T
+        frames = jnp.swapaxes(samples.reshape(h.shape[0], channels, kernel), 0, 1)  # (channels, L, K)
         waves = overlap_add(frames, self.conv.stride[0])
         return waves if self.conv.bias is None else waves + self.conv.bias.astype(h.dtype)

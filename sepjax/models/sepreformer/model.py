@@ -77,12 +77,12 @@ class SepReformerNetwork(eqx.Module):
         self.dec_stages = tuple(DecoderStage(c, halvings=r - 1 - i, key=next(keys)) for i in range(r))
         self.output = OutputLayer(c.dim, c.encoder_channels, masked=False, key=next(keys))
         self.decoder = ConvDecoder(c.encoder_channels, c.out_channels, c.encoder_kernel, c.encoder_stride,
-                                   use_bias=False, key=next(keys))
+                                   use_bias=False, kernels=c.kernels, key=next(keys))
         heads = r if c.aux_heads else 0
         self.aux_outputs = tuple(OutputLayer(c.dim, c.encoder_channels, masked=True, key=next(keys))
                                  for _ in range(heads))
         self.aux_decoders = tuple(ConvDecoder(c.encoder_channels, c.out_channels, c.encoder_kernel, c.encoder_stride,
-                                              use_bias=False, key=next(keys)) for _ in range(heads))
+                                              use_bias=False, kernels=c.kernels, key=next(keys)) for _ in range(heads))
         self.config = config
 
     def split(self, stage: int) -> SpeakerSplit:
