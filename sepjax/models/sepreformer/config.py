@@ -55,8 +55,8 @@ class SepReformerConfig(ConfigMethods):
     kernels: Kernels = "reference"
     """'cpu_fast': the XLA:CPU kernels of `sepjax.nn.kernels` (same values, faster training on a CPU): attention
     with its relative-position bias and dropout in head-major layout with a hand-written backward, and
-    projections whose weight gradient transposes the narrower operand; and the stages at the two finest frame
-    rates unrolled (`stages.CPU_FAST_UNROLLED_RATES`)."""
+    projections (the waveform decoders' included) whose weight gradient transposes the narrower operand; and
+    the stages at the two finest frame rates unrolled (`stages.CPU_FAST_UNROLLED_RATES`)."""
     attention_impl: AttentionImpl = "xla"
     """`jax.nn.dot_product_attention`'s implementation; 'cudnn' (GPU, with dtype bfloat16) is cuDNN's fused kernel."""
 
