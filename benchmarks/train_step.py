@@ -282,7 +282,9 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--compare-seed needs the tutorial's code at {args.seed_script}; pass --seed-script")
     official_cmd = official_command(args) if args.compare_official is not None else None
     ours_env, env = process_environments(args, os.environ)
-    sepjax_on_huge_pages = "glibc.malloc.hugetlb=1" in ours_env.get("GLIBC_TUNABLES", "").split(":")
+    from sepjax.train.host_memory import HUGE_PAGES
+
+    sepjax_on_huge_pages = HUGE_PAGES in ours_env.get("GLIBC_TUNABLES", "").split(":")
     ours, seed, official = [], [], []
     for r in range(args.rounds):
         # The MACs and the cost analysis need one more compile each, and the trace one more step: first round only.
